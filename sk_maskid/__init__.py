@@ -1,0 +1,22 @@
+"""sk_maskid: masked prediction that identifies hidden Markov models.
+
+Fit a masked-prediction estimator on sequence windows, read the HMM back out
+of the fitted predictor by tensor decomposition, and ask whether a masking
+scheme identifies the model at all.
+"""
+
+from .datasets import make_categorical_hmm, make_gaussian_hmm
+from .models import CategoricalHMMModel, GaussianHMMModel
+from .tasks import MaskedTask, make_windows, parse_task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CategoricalHMMModel",
+    "GaussianHMMModel",
+    "MaskedTask",
+    "make_categorical_hmm",
+    "make_gaussian_hmm",
+    "make_windows",
+    "parse_task",
+]

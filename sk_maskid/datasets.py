@@ -1,0 +1,164 @@
+"""Random non-degenerate HMMs for experiments and tests.
+
+The models satisfy the standing assumptions of the identifiability results
+(DESIGN.md section 1): full-rank transition matrix, stationary distribution
+bounded away from 0, emission (or mean) matrix of full column rank. They are
+drawn by rejection: a draw whose conditioning is worse than the thresholds
+below is discarded, so recovery experiments are not dominated by a rare
+near-singular model.
+"""
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ._validation import check_n_components
+from .models import CategoricalHMMModel, GaussianHMMModel, _stationary
+
+__all__ = ["make_categorical_hmm", "make_gaussian_hmm"]
+
+# Rejection thresholds: the smallest singular value of T, of the emission
+# matrix (categorical; relative to mean_scale for Gaussian means), and the
+# smallest stationary probability relative to uniform. About half of raw
+# Dirichlet(1) transition matrices of size 4 fail the first one.
+_MIN_SINGULAR_T = 0.1
+_MIN_SINGULAR_EMISSION = 0.1
+_MIN_SINGULAR_MEANS = 0.3
+_MIN_RELATIVE_PI = 0.3
+_MAX_TRIES = 1000
+
+
+def _random_transmat(k, self_transition, rng):
+    T = rng.dirichlet(np.ones(k), size=k)
+    if self_transition is not None:
+        T = self_transition * np.eye(k) + (1.0 - self_transition) * T
+    return T
+
+
+def _check_self_transition(self_transition):
+    if self_transition is not None and not 0.0 <= self_transition < 1.0:
+        raise ValueError(
+            f"self_transition must be in [0, 1) or None, got {self_transition!r}"
+        )
+
+
+def _draw(k, draw_emission, self_transition, rng, min_singular_emission):
+    """Draw (pi, T, emission) until the conditioning thresholds hold."""
+    for _ in range(_MAX_TRIES):
+        T = _random_transmat(k, self_transition, rng)
+        emission = draw_emission()
+        pi = _stationary(T)
+        if (
+            np.linalg.svd(T, compute_uv=False)[-1] >= _MIN_SINGULAR_T
+            and np.linalg.svd(emission, compute_uv=False)[-1] >= min_singular_emission
+            and pi.min() >= _MIN_RELATIVE_PI / k
+        ):
+            return pi, T, emission
+    raise RuntimeError(  # pragma: no cover - needs an absurd configuration
+        f"no well-conditioned model found in {_MAX_TRIES} draws"
+    )
+
+
+def make_categorical_hmm(
+    n_components, n_symbols, *, self_transition=None, random_state=None
+):
+    """Random non-degenerate categorical HMM, started at stationarity.
+
+    Parameters
+    ----------
+    n_components : int
+        Number of hidden states ``k``.
+    n_symbols : int
+        Alphabet size ``d``; must be at least ``n_components`` so the emission
+        matrix can have full column rank.
+    self_transition : float in [0, 1), default=None
+        If given, ``transmat = s I + (1 - s) D`` with ``D`` Dirichlet rows,
+        which makes states persist; otherwise rows are Dirichlet(1).
+    random_state : int, RandomState instance or None, default=None
+        Seed or generator.
+
+    Returns
+    -------
+    CategoricalHMMModel
+        With ``startprob_`` equal to the stationary distribution.
+    """
+    k = check_n_components(n_components)
+    d = check_n_components(n_symbols, "n_symbols")
+    if k > d:
+        raise ValueError(
+            f"n_components={k} > n_symbols={d}: the emission matrix cannot have "
+            "full column rank, so the model would be degenerate"
+        )
+    _check_self_transition(self_transition)
+    rng = check_random_state(random_state)
+    pi, T, O = _draw(
+        k,
+        lambda: rng.dirichlet(np.ones(d), size=k),
+        self_transition,
+        rng,
+        _MIN_SINGULAR_EMISSION,
+    )
+    return CategoricalHMMModel(pi, T, O)
+
+
+def make_gaussian_hmm(
+    n_components,
+    n_features,
+    *,
+    self_transition=None,
+    mean_scale=2.0,
+    covars=1.0,
+    covariance_type="spherical",
+    random_state=None,
+):
+    """Random non-degenerate Gaussian HMM, started at stationarity.
+
+    Parameters
+    ----------
+    n_components : int
+        Number of hidden states ``k``.
+    n_features : int
+        Token dimension ``d``; must be at least ``n_components``.
+    self_transition : float in [0, 1), default=None
+        As in :func:`make_categorical_hmm`.
+    mean_scale : float, default=2.0
+        Means are drawn i.i.d. ``N(0, mean_scale**2)`` per coordinate.
+    covars : float, default=1.0
+        The variance ``sigma**2`` of every coordinate in every state.
+    covariance_type : {"spherical", "diag"}, default="spherical"
+        Shape in which ``covars_`` is stored (the values are the same).
+    random_state : int, RandomState instance or None, default=None
+        Seed or generator.
+
+    Returns
+    -------
+    GaussianHMMModel
+        With ``startprob_`` equal to the stationary distribution.
+    """
+    k = check_n_components(n_components)
+    d = check_n_components(n_features, "n_features")
+    if k > d:
+        raise ValueError(
+            f"n_components={k} > n_features={d}: the means cannot have full "
+            "column rank, so the model would be degenerate"
+        )
+    if not mean_scale > 0 or not covars > 0:
+        raise ValueError("mean_scale and covars must be positive")
+    if covariance_type not in ("spherical", "diag"):
+        raise ValueError(
+            f"covariance_type must be 'spherical' or 'diag', got {covariance_type!r}"
+        )
+    _check_self_transition(self_transition)
+    rng = check_random_state(random_state)
+    pi, T, M = _draw(
+        k,
+        lambda: mean_scale * rng.standard_normal((k, d)),
+        self_transition,
+        rng,
+        _MIN_SINGULAR_MEANS * mean_scale,
+    )
+    cov = (
+        np.full(k, float(covars))
+        if covariance_type == "spherical"
+        else np.full((k, d), float(covars))
+    )
+    return GaussianHMMModel(pi, T, M, cov, covariance_type=covariance_type)
