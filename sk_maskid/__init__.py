@@ -6,6 +6,8 @@ scheme identifies the model at all.
 """
 
 from .datasets import make_categorical_hmm, make_gaussian_hmm
+from .estimators import MaskedCategoricalHMM, MaskedGaussianHMM
+from .exceptions import ExtractionWarning, NonIdentifiabilityWarning
 from .models import CategoricalHMMModel, GaussianHMMModel
 from .tasks import MaskedTask, make_windows, parse_task
 
@@ -13,6 +15,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CategoricalHMMModel",
+    "ExtractionWarning",
+    "MaskedCategoricalHMM",
+    "MaskedGaussianHMM",
+    "NonIdentifiabilityWarning",
     "GaussianHMMModel",
     "MaskedTask",
     "make_categorical_hmm",

@@ -61,6 +61,19 @@ def check_n_components(n_components, name="n_components"):
     return int(n_components)
 
 
+def _as_numeric(X):
+    """Array view of X; object arrays holding numbers become float."""
+    arr = np.asarray(X)
+    if arr.dtype == object:
+        try:
+            arr = arr.astype(float)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(
+                f"X must hold numbers, got an object array: {exc}"
+            ) from None
+    return arr
+
+
 def check_categorical_sequences(X, n_symbols=None, *, allow_masked=True, name="X"):
     """Validate categorical sequences or windows.
 
@@ -80,7 +93,7 @@ def check_categorical_sequences(X, n_symbols=None, *, allow_masked=True, name="X
     -------
     ndarray of shape (n_sequences, length), dtype intp
     """
-    arr = np.asarray(X)
+    arr = _as_numeric(X)
     if arr.dtype.kind not in "iubf":
         raise TypeError(
             f"{name} must hold integer symbols, got dtype {arr.dtype} "
@@ -112,7 +125,8 @@ def check_categorical_sequences(X, n_symbols=None, *, allow_masked=True, name="X
     low = -1 if allow_masked else 0
     if arr.min() < low:
         raise ValueError(
-            f"{name} has symbol {arr.min()} < {low}; symbols are 0..n_symbols-1"
+            f"Negative values in data: {name} has symbol {arr.min()} < {low}; "
+            "symbols are 0..n_symbols-1"
             + (" and -1 marks a masked token" if allow_masked else "")
         )
     if n_symbols is not None and arr.max() >= n_symbols:
@@ -143,7 +157,7 @@ def check_gaussian_sequences(X, n_features=None, *, allow_masked=True, name="X")
     -------
     ndarray of shape (n_sequences, length, n_features), float64
     """
-    arr = np.asarray(X)
+    arr = _as_numeric(X)
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
     if arr.ndim == 2:
@@ -173,20 +187,6 @@ def check_gaussian_sequences(X, n_features=None, *, allow_masked=True, name="X")
                 "token must be NaN in every feature"
             )
     return arr
-
-
-def check_windows_2d(X, estimator, *, reset, dtype, allow_nd=False):
-    """Run scikit-learn's ``validate_data`` and keep its error messages."""
-    from sklearn.utils.validation import validate_data
-
-    return validate_data(
-        estimator,
-        X,
-        reset=reset,
-        dtype=dtype,
-        allow_nd=allow_nd,
-        ensure_all_finite=True,
-    )
 
 
 __all__ = [

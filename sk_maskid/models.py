@@ -42,12 +42,22 @@ _COVARIANCE_TYPES = ("spherical", "diag", "full")
 # --------------------------------------------------------------------------
 # Numerical core, vectorised over sequences (one loop over time steps).
 # --------------------------------------------------------------------------
+def _vecmat(a, M):
+    """Row vectors times matrices: ``a (n, k)`` with ``M (k, m)`` or ``(n, k, m)``.
+
+    The batched form lets every sequence carry its own parameters, which is
+    how the complex-step derivatives evaluate many perturbations at once.
+    """
+    return a @ M if M.ndim == 2 else np.einsum("nk,nkm->nm", a, M)
+
+
 def _forward(startprob, transmat, B):
     """Scaled forward pass.
 
     Returns ``alpha`` (each row sums to 1) and the scaling factors ``c`` with
     ``log p(x) = sum(log c)``. ``B[n, t, i]`` is the (scaled) emission
-    likelihood, 1 for a masked token.
+    likelihood, 1 for a masked token. ``startprob`` may be ``(k,)`` or
+    ``(n, k)`` and ``transmat`` ``(k, k)`` or ``(n, k, k)``.
     """
     n, length, k = B.shape
     dtype = np.result_type(startprob, transmat, B)
@@ -56,20 +66,31 @@ def _forward(startprob, transmat, B):
     a = startprob * B[:, 0]
     for t in range(length):
         if t:
-            a = (alpha[:, t - 1] @ transmat) * B[:, t]
+            a = _vecmat(alpha[:, t - 1], transmat) * B[:, t]
         c[:, t] = a.sum(axis=1)
-        alpha[:, t] = a / c[:, t, None]
+        # An impossible observation gives c = 0 (log-likelihood -inf); keep
+        # the recursion finite instead of spreading NaN.
+        safe = np.where(c[:, t] == 0, 1.0, c[:, t])
+        alpha[:, t] = a / safe[:, None]
     return alpha, c
 
 
 def _backward(transmat, B, c):
     """Scaled backward pass matching :func:`_forward`'s scaling."""
     n, length, k = B.shape
-    beta = np.empty(np.broadcast_shapes(B.shape), dtype=c.dtype)
+    beta = np.empty((n, length, k), dtype=np.result_type(c, transmat, B))
     beta[:, -1] = 1.0
+    transposed = np.swapaxes(transmat, -1, -2)
     for t in range(length - 2, -1, -1):
-        beta[:, t] = ((B[:, t + 1] * beta[:, t + 1]) @ transmat.T) / c[:, t + 1, None]
+        beta[:, t] = (
+            _vecmat(B[:, t + 1] * beta[:, t + 1], transposed) / c[:, t + 1, None]
+        )
     return beta
+
+
+def _expand(a, ndim):
+    """Reshape ``(n, ...)`` so its trailing axes line up with an ndim array."""
+    return a.reshape(a.shape[:1] + (1,) * (ndim - a.ndim) + a.shape[1:])
 
 
 def _joint_posterior(transmat, B, alpha, beta, c, positions):
@@ -86,14 +107,10 @@ def _joint_posterior(transmat, B, alpha, beta, c, positions):
         carry = np.broadcast_to(np.eye(k, dtype=c.dtype), (n, k, k))
         for t in range(p + 1, q + 1):
             carry = (carry @ transmat) * (B[:, t] / c[:, t, None])[:, None, :]
-        joint = joint[..., None] * carry.reshape(
-            (n,) + (1,) * (joint.ndim - 2) + (k, k)
-        )
-    joint = joint * beta[:, positions[-1]].reshape(
-        (n,) + (1,) * (joint.ndim - 2) + (k,)
-    )
+        joint = joint[..., None] * _expand(carry, joint.ndim + 1)
+    joint = joint * _expand(beta[:, positions[-1]], joint.ndim)
     total = joint.reshape(n, -1).sum(axis=1)
-    return joint / total.reshape((n,) + (1,) * (joint.ndim - 1))
+    return joint / _expand(total, joint.ndim)
 
 
 def _task_expectation(startprob, transmat, B, token_means, task):
@@ -101,41 +118,44 @@ def _task_expectation(startprob, transmat, B, token_means, task):
 
     ``B`` has shape ``(n, span, k)`` with 1 at every non-observed position;
     ``token_means[i]`` is ``E[x_t | h_t = i]`` (a row of ``emissionprob_`` or
-    ``means_``). Targets are flattened row-major in spelled order and
-    concatenated.
+    ``means_``), shape ``(k, D)`` or batched ``(n, k, D)``. Targets are
+    flattened row-major in spelled order and concatenated.
     """
     alpha, c = _forward(startprob, transmat, B)
     beta = _backward(transmat, B, c)
     n = B.shape[0]
+    contract = "nh...,hd->n...d" if token_means.ndim == 2 else "nh...,nhd->n...d"
     outputs = []
     for target in task.targets:
         order = sorted(target)
         zero_based = [p - 1 for p in order]
         if len(target) == 1:
             posterior = alpha[:, zero_based[0]] * beta[:, zero_based[0]]
-            outputs.append(posterior @ token_means)
+            outputs.append(_vecmat(posterior, token_means))
             continue
         joint = _joint_posterior(transmat, B, alpha, beta, c, zero_based)
-        # Put the axes in spelled order, then contract each with the means.
-        joint = np.moveaxis(
+        # Put the hidden axes in spelled order, then contract each in turn
+        # with the means (the feature axes accumulate at the end).
+        out = np.moveaxis(
             joint, [1 + order.index(p) for p in target], range(1, len(target) + 1)
         )
-        out = joint
         for _ in target:
-            # contract the first hidden axis, append a feature axis at the end
-            out = np.tensordot(out, token_means, axes=([1], [0]))
+            out = np.einsum(contract, out, token_means)
         outputs.append(out.reshape(n, -1))
     return np.concatenate(outputs, axis=1)
 
 
 def _stationary(transmat):
-    """Stationary distribution by a linear solve (complex-step safe)."""
-    k = transmat.shape[0]
-    A = transmat.T - np.eye(k)
-    A[-1] = 1.0  # replace one balance equation by the normalisation
-    b = np.zeros(k, dtype=A.dtype)
-    b[-1] = 1.0
-    return np.linalg.solve(A, b)
+    """Stationary distribution by a linear solve (complex-step safe).
+
+    ``transmat`` may be ``(k, k)`` or a batch ``(n, k, k)``.
+    """
+    k = transmat.shape[-1]
+    A = np.swapaxes(transmat, -1, -2) - np.eye(k)
+    A[..., -1, :] = 1.0  # replace one balance equation by the normalisation
+    b = np.zeros(A.shape[:-1] + (1,), dtype=A.dtype)
+    b[..., -1, 0] = 1.0
+    return np.linalg.solve(A, b)[..., 0]
 
 
 # --------------------------------------------------------------------------

@@ -212,3 +212,92 @@ def _check_positive_int(value, name):
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return int(value)
+
+
+# --------------------------------------------------------------------------
+# Window statistics. Every function returns sums (not means) over all
+# sub-windows of the given windows, so statistics of chunks add up exactly:
+# this is what makes ``partial_fit`` and parallel chunking possible.
+# --------------------------------------------------------------------------
+_MAX_TABLE_SIZE = 10_000_000
+
+
+def _sub_window_offsets(window_length, span):
+    """Number of sub-windows of length ``span`` in a window (stationarity)."""
+    return window_length - span + 1
+
+
+def _categorical_counts(X, positions, n_symbols):
+    """Joint counts of the symbols at ``positions`` over every sub-window.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_windows, window_length), integer symbols
+    positions : tuple of int
+        Sorted 1-based positions.
+    n_symbols : int
+
+    Returns
+    -------
+    ndarray of shape (n_symbols,) * len(positions), float64
+        ``counts[a, b, ...]`` is the number of sub-windows whose tokens at
+        ``positions`` are ``a, b, ...``.
+    """
+    m = len(positions)
+    size = n_symbols**m
+    if size > _MAX_TABLE_SIZE:
+        raise ValueError(
+            f"the joint table of {m} tokens over {n_symbols} symbols has {size} "
+            f"cells (more than {_MAX_TABLE_SIZE}); use a task with fewer positions"
+        )
+    n_off = _sub_window_offsets(X.shape[1], positions[-1])
+    # One combined index per sub-window, then a single bincount: O(tokens).
+    index = np.zeros((X.shape[0], n_off), dtype=np.int64)
+    for p in positions:
+        index *= n_symbols
+        index += X[:, p - 1 : p - 1 + n_off]
+    counts = np.bincount(index.ravel(), minlength=size).astype(float)
+    return counts.reshape((n_symbols,) * m)
+
+
+def _augment(X):
+    """Append the constant coordinate ``x~ = [x; 1]`` (fixes CP scales)."""
+    return np.concatenate([X, np.ones(X.shape[:-1] + (1,))], axis=-1)
+
+
+def _gaussian_moments(X, positions):
+    """Cross-moment sums of three distinct positions, over every sub-window.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_windows, window_length, n_features)
+    positions : tuple of 3 int
+        Sorted 1-based positions ``s1 < s2 < s3``.
+
+    Returns
+    -------
+    dict
+        ``"m3"``: ``sum x~_{s1} ⊗ x~_{s2} ⊗ x~_{s3}``, shape ``(d+1,)*3``;
+        ``"m_sq"``: ``sum x~_{s1} ⊗ (x_{s2} ∘ x_{s2})``, shape ``(d+1, d)``;
+        ``"n"``: number of sub-windows.
+        The constant coordinate makes every lower-order moment a slice of
+        ``m3``.
+    """
+    s1, s2, s3 = positions
+    n_off = _sub_window_offsets(X.shape[1], s3)
+    Xa = _augment(X)
+    D = Xa.shape[2]
+    m3 = np.zeros((D, D * D))
+    m_sq = np.zeros((D, D - 1))
+    for off in range(n_off):
+        A = Xa[:, off + s1 - 1]
+        B = Xa[:, off + s2 - 1]
+        C = Xa[:, off + s3 - 1]
+        # Row-wise Khatri-Rao product, then one GEMM: no d^3-wide einsum.
+        m3 += A.T @ (B[:, :, None] * C[:, None, :]).reshape(len(A), D * D)
+        m_sq += A.T @ (B[:, :-1] ** 2)
+    return {
+        "m3": m3.reshape(D, D, D),
+        "m_sq": m_sq,
+        "n": float(X.shape[0] * n_off),
+    }

@@ -342,7 +342,7 @@ def test_bad_gaussian_parameters():
     "X, exc, match",
     [
         ([[0, 1, 3]], ValueError, "symbol 3 out of range: expected symbols 0..2"),
-        ([[0, -2, 1]], ValueError, "symbol -2 < -1"),
+        ([[0, -2, 1]], ValueError, "Negative values in data: X has symbol -2 < -1"),
         ([[0.0, np.nan, 1.0]], ValueError, "contains NaN"),
         ([[0.5, 1.0]], ValueError, "non-integer"),
         (
