@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 from collections import namedtuple
+from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
@@ -27,7 +28,14 @@ from sklearn.utils import check_random_state
 from .models import _stationary, _task_expectation
 from .tasks import parse_task
 
-__all__ = ["local_identifiability"]
+__all__ = [
+    "IdentifiabilityReport",
+    "KruskalResult",
+    "check_task",
+    "landscape",
+    "local_identifiability",
+    "stochastic_roots",
+]
 
 _RANK_RTOL = 1e-10
 _STEP = 1e-30
@@ -127,15 +135,23 @@ def _gaussian_predictor(tasks, k, d, rng, variance=1.0, n_probes=40):
 
 
 def _generic_theta(emission, k, d, rng):
-    """Free parameters of a random generic, well-conditioned HMM."""
+    """Free parameters of a random generic, well-conditioned HMM.
+
+    With ``k > d`` no full-column-rank emission exists; the emissions are then
+    plain Dirichlet (or Gaussian) draws, still generic.
+    """
     from .datasets import make_categorical_hmm
 
     seed = int(rng.randint(2**31 - 1))
+    draw = np.random.RandomState(seed)
     chain = make_categorical_hmm(k, max(k, d), random_state=seed)
     transmat = _rows_to_logits(chain.transmat_).ravel()
     if emission == "categorical":
-        return np.concatenate([transmat, _rows_to_logits(chain.emissionprob_).ravel()])
-    means = 2.0 * np.random.RandomState(seed).standard_normal((k, d))
+        emissions = (
+            chain.emissionprob_ if d >= k else draw.dirichlet(np.ones(d), size=k)
+        )
+        return np.concatenate([transmat, _rows_to_logits(emissions).ravel()])
+    means = 2.0 * draw.standard_normal((k, d))
     return np.concatenate([transmat, means.ravel()])
 
 
@@ -197,3 +213,526 @@ def _cached_null_dimension(spec, emission, k, d):
     return local_identifiability(
         spec, emission=emission, n_components=k, n_features=d, random_state=0
     ).null_dimension
+
+
+# --------------------------------------------------------------------------
+# Global questions: Kruskal's condition and finite (root) ambiguities.
+# --------------------------------------------------------------------------
+def _krank(F, rtol=1e-9):
+    """Kruskal rank: the largest r such that every r columns are independent.
+
+    Brute force over column subsets; fine for the handful of hidden states
+    these models have (no library computes k-ranks).
+    """
+    k = F.shape[1]
+    scale = np.linalg.norm(F, 2) or 1.0
+    for r in range(1, k + 1):
+        if r > F.shape[0]:
+            return r - 1  # more columns than dimensions: always dependent
+        for cols in itertools.combinations(range(k), r):
+            sv = np.linalg.svd(F[:, cols], compute_uv=False)
+            if sv[-1] <= rtol * scale:
+                return r - 1
+    return k
+
+
+KruskalResult = namedtuple("KruskalResult", ["k_ranks", "bound", "holds"])
+KruskalResult.__doc__ = """Kruskal's condition for a 3-way CP tensor.
+
+k_ranks : tuple of 3 int
+    k-ranks of the three factors (observed-token posterior, then the two
+    predicted tokens' conditional means).
+bound : int
+    ``2 * n_components + 2``.
+holds : bool
+    ``sum(k_ranks) >= bound``: the decomposition is unique.
+"""
+
+
+def _tensor_factors(task, emission, k, d, rng):
+    """Factors of the predictor tensor of a one-observed, two-target task.
+
+    Stacking ``E[x_q ⊗ x_r | x_p]`` over values (categorical) or probe points
+    (Gaussian) of the observed token gives factors: the posterior of the
+    hidden state at the middle position given ``x_p``, and the conditional
+    means of the two predicted tokens given that hidden state.
+    """
+    theta = _generic_theta(emission, k, d, rng)
+    chain = _logits_to_rows(theta[: k * (k - 1)].reshape(k, k - 1))
+    if emission == "categorical":
+        emission_means = _logits_to_rows(theta[k * (k - 1) :].reshape(k, d - 1))
+    else:
+        emission_means = theta[k * (k - 1) :].reshape(k, d)
+    pi = _stationary(chain)
+    reverse = (chain.T * pi[None, :]) / pi[
+        :, None
+    ]  # reverse[h, i] = P(h_{t-1}=i|h_t=h)
+    s1, s2, s3 = task.positions
+
+    def given_middle(position):
+        gap = position - s2
+        step = chain if gap > 0 else reverse
+        return np.linalg.matrix_power(step, abs(gap)) @ emission_means  # (k, D)
+
+    p = task.observed[0]
+    # posterior of h_{s2} given x_p: rows over observed values / probe points
+    like = given_middle(p)  # (k, D): categorical P(x_p | h), Gaussian mean
+    if emission == "categorical":
+        post = like.T * pi
+    else:
+        probes = rng.standard_normal((max(3 * k, 10), d)) * 2.0
+        logp = -0.5 * ((probes[:, None, :] - like[None]) ** 2).sum(-1) + np.log(pi)
+        post = np.exp(logp - logp.max(axis=1, keepdims=True))
+    post = post / post.sum(axis=1, keepdims=True)
+    targets = [q for q in task.positions if q != p]
+    return [post] + [given_middle(q).T for q in targets]
+
+
+def _kruskal(task, emission, k, d, rng):
+    factors = _tensor_factors(task, emission, k, d, rng)
+    ranks = tuple(_krank(F) for F in factors)
+    return KruskalResult(ranks, 2 * k + 2, sum(ranks) >= 2 * k + 2)
+
+
+def stochastic_roots(transmat, power, tol=1e-9):
+    """Other stochastic matrices ``T'`` with ``T'^power == transmat^power``.
+
+    Candidates come from the eigendecomposition ``T = V diag(l) V^-1``: each
+    eigenvalue may be replaced by another real ``power``-th root of
+    ``l**power`` (a sign flip for even powers) while the eigenvalue 1 and the
+    eigenvectors stay. A candidate is kept when it is real, non-negative and
+    differs from ``transmat``: the finite ambiguity of the paper's Claim 1.
+
+    Parameters
+    ----------
+    transmat : ndarray of shape (k, k)
+        Row-stochastic matrix.
+    power : int
+        The power through which a task sees the chain (the gap).
+    tol : float
+        Tolerance for "real", "non-negative" and "different".
+
+    Returns
+    -------
+    list of ndarray of shape (k, k)
+    """
+    if power < 2 or power % 2:
+        return []  # odd real roots are unique
+    vals, vecs = np.linalg.eig(transmat)
+    inv = np.linalg.inv(vecs)
+    flippable = [
+        i
+        for i in range(len(vals))
+        if abs(vals[i] - 1) > tol and abs(vals[i].imag) <= tol
+    ]
+    roots = []
+    for r in range(1, len(flippable) + 1):
+        for subset in itertools.combinations(flippable, r):
+            new = vals.copy()
+            new[list(subset)] *= -1
+            cand = vecs @ np.diag(new) @ inv
+            if np.abs(cand.imag).max() > tol:
+                continue
+            cand = cand.real
+            if cand.min() >= -tol and np.abs(cand - transmat).max() > tol:
+                roots.append(np.clip(cand, 0, None))
+    return roots
+
+
+def _min_gap(task):
+    positions = task.positions
+    return min(b - a for a, b in zip(positions[:-1], positions[1:], strict=True))
+
+
+# --------------------------------------------------------------------------
+# The report.
+# --------------------------------------------------------------------------
+_THEORY = {
+    # (canonical spec or tuple of specs, emission) -> the paper's verdict,
+    # as corrected in DESIGN.md section 3.
+    ("1->2", "categorical"): "not identifiable (Theorem 2)",
+    ("2->1", "categorical"): "not identifiable (Theorem 2)",
+    ("1->3", "categorical"): "not identifiable (a continuum, like 1->2)",
+    ("1->2*3", "categorical"): "identifiable when k <= d (Theorem 5, Kruskal)",
+    ("2->1*3", "categorical"): "identifiable when k <= d (Theorem 5, Kruskal)",
+    ("1->2", "gaussian"): "identifiable",
+    ("2->1", "gaussian"): "identifiable",
+    ("1->3", "gaussian"): "locally identifiable, finite ambiguity (Claim 1)",
+    ("1->2*3", "gaussian"): "identifiable",
+    ("2->1*3", "gaussian"): "identifiable",
+}
+_PAIRWISE_3 = frozenset(["1->2", "2->1", "1->3", "3->1", "2->3", "3->2"])
+
+VERDICTS = (
+    "identifiable",
+    "not identifiable",
+    "locally identifiable, finite ambiguity",
+    "inconclusive",
+)
+
+
+def _theory(tasks, emission, k, d):
+    specs = [t.spec for t in tasks]
+    if len(specs) > 1:
+        if frozenset(specs) == _PAIRWISE_3:
+            return (
+                "not identifiable (Theorem 4)"
+                if emission == "categorical"
+                else "identifiable"
+            )
+        return None
+    verdict = _THEORY.get((specs[0], emission))
+    if verdict and emission == "categorical" and "k <= d" in verdict and k > d:
+        return (
+            "not identifiable (k > d: the emission matrix cannot have full column rank)"
+        )
+    return verdict
+
+
+@dataclass(frozen=True)
+class IdentifiabilityReport:
+    """Whether a masking scheme identifies the HMM, and why.
+
+    Attributes
+    ----------
+    task : str
+        The task (several, joined by " + ", for a joint task).
+    emission : str
+    n_components, n_features : int
+    verdict : str
+        One of "identifiable", "not identifiable", "locally identifiable,
+        finite ambiguity", "inconclusive".
+    n_free_parameters : int
+        Free parameters of the HMM (simplex constraints removed).
+    jacobian_rank : int
+        Rank of the predictor's Jacobian (the smallest over trials).
+    null_dimension : int
+        ``n_free_parameters - jacobian_rank``: the dimension of the family
+        of models that share the predictor.
+    kruskal : KruskalResult or None
+        For tensor-product targets.
+    reason : str
+        One sentence.
+    theory : str or None
+        The paper's verdict where the paper covers the task.
+    """
+
+    task: str
+    emission: str
+    n_components: int
+    n_features: int
+    verdict: str
+    n_free_parameters: int
+    jacobian_rank: int
+    null_dimension: int
+    kruskal: KruskalResult | None
+    reason: str
+    theory: str | None
+
+    def __str__(self):
+        lines = [
+            f"task {self.task!r}, {self.emission} tokens, "
+            f"k={self.n_components}, d={self.n_features}: {self.verdict}",
+            f"  Jacobian rank {self.jacobian_rank} of {self.n_free_parameters} "
+            f"free parameters (null dimension {self.null_dimension})",
+        ]
+        if self.kruskal is not None:
+            holds = "holds" if self.kruskal.holds else "fails"
+            lines.append(
+                f"  Kruskal: k-ranks {self.kruskal.k_ranks}, sum "
+                f"{sum(self.kruskal.k_ranks)} vs {self.kruskal.bound}: {holds}"
+            )
+        lines.append(f"  reason: {self.reason}")
+        if self.theory is not None:
+            lines.append(f"  theory: {self.theory}")
+        return "\n".join(lines)
+
+
+def check_task(
+    task,
+    *,
+    emission="categorical",
+    n_components,
+    n_features,
+    n_trials=3,
+    random_state=None,
+):
+    """Does the optimal predictor of ``task`` determine the HMM?
+
+    Parameters
+    ----------
+    task : str, MaskedTask, or list of them
+        A list is the joint task (predictors concatenated), e.g. all pairwise
+        tasks on three tokens for the paper's Theorem 4.
+    emission : {"categorical", "gaussian"}, default="categorical"
+    n_components : int
+        Number of hidden states ``k``.
+    n_features : int
+        Alphabet size or token dimension ``d``.
+    n_trials : int, default=3
+        Random generic parameters at which the Jacobian rank is computed; the
+        verdict is "inconclusive" if they disagree.
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    IdentifiabilityReport
+    """
+    if emission not in ("categorical", "gaussian"):
+        raise ValueError(
+            f"emission must be 'categorical' or 'gaussian', got {emission!r}"
+        )
+    tasks = _tasks(task)
+    k, d = int(n_components), int(n_features)
+    if k < 1 or d < 1:
+        raise ValueError("n_components and n_features must be >= 1")
+    if emission == "categorical" and d < 2:
+        raise ValueError("a categorical alphabet needs n_features >= 2")
+    rng = check_random_state(random_state)
+    results = [
+        local_identifiability(
+            tasks, emission=emission, n_components=k, n_features=d, random_state=rng
+        )
+        for _ in range(n_trials)
+    ]
+    nulls = {r.null_dimension for r in results}
+    worst = max(results, key=lambda r: r.null_dimension)
+    single = tasks[0] if len(tasks) == 1 else None
+    kruskal = None
+    if (
+        single is not None
+        and len(single.observed) == 1
+        and len(single.targets) == 1
+        and len(single.targets[0]) == 2
+        and k >= 2
+    ):
+        kruskal = _kruskal(single, emission, k, d, rng)
+    name = " + ".join(t.spec for t in tasks)
+    if len(nulls) > 1:
+        verdict = "inconclusive"
+        reason = (
+            f"the Jacobian rank differs between trials (null dimensions "
+            f"{sorted(nulls)}): the parameters drawn may be non-generic"
+        )
+    elif worst.null_dimension > 0:
+        verdict = "not identifiable"
+        reason = (
+            f"a {worst.null_dimension}-dimensional family of HMMs gives the same "
+            "optimal predictor (rank-deficient Jacobian)"
+        )
+        if kruskal is not None and emission == "categorical" and k > d:
+            reason += (
+                f"; with k={k} > d={d} the emission matrix has k-rank "
+                f"{kruskal.k_ranks[1]} < k, so T cannot be read off O T"
+            )
+    elif min(_min_gap(t) for t in tasks) >= 2 and k >= 2:
+        verdict = "locally identifiable, finite ambiguity"
+        reason = (
+            "the Jacobian has full rank, but the task never sees two adjacent "
+            "tokens, so T enters only through a power T^g whose other "
+            "stochastic roots give the same predictor"
+        )
+    else:
+        verdict = "identifiable"
+        reason = "the predictor's Jacobian has full rank"
+        if kruskal is not None:
+            reason += (
+                " and Kruskal's condition holds"
+                if kruskal.holds
+                else (", although Kruskal's sufficient condition fails")
+            )
+    return IdentifiabilityReport(
+        task=name,
+        emission=emission,
+        n_components=k,
+        n_features=d,
+        verdict=verdict,
+        n_free_parameters=worst.n_free_parameters,
+        jacobian_rank=worst.jacobian_rank,
+        null_dimension=worst.null_dimension,
+        kruskal=kruskal,
+        reason=reason,
+        theory=_theory(tasks, emission, k, d),
+    )
+
+
+# --------------------------------------------------------------------------
+# The landscape: theory, numeric verdict and empirical recovery side by side.
+# --------------------------------------------------------------------------
+DEFAULT_TASKS = (
+    "1->2",
+    "2->1",
+    "1->3",
+    "1,3->2",
+    "1->2*3",
+    "2->1*3",
+    ("1->2", "2->1", "1->3", "3->1", "2->3", "3->2"),
+)
+
+
+_LANDSCAPE_SELF_TRANSITION = 0.5
+
+
+def _recovery(task, emission, k, d, n_tokens, random_state):
+    """Max-abs recovery errors of the package's estimator on sampled data.
+
+    Returns ``(emission_error, transmat_error)``, NaN where no estimator fits
+    the task (joint tasks; Gaussian tasks outside the supported forms).
+    """
+    import warnings
+
+    from .datasets import make_categorical_hmm, make_gaussian_hmm
+    from .estimators import MaskedCategoricalHMM, MaskedGaussianHMM
+    from .exceptions import NonIdentifiabilityWarning
+    from .metrics import recovery_error
+
+    if isinstance(task, list | tuple):
+        return np.nan, np.nan
+    task = parse_task(task)
+    window = max(task.span, 3) + 2
+    # Persistent states (self_transition=0.5), as in most applications, keep
+    # the demonstration about identifiability rather than about conditioning.
+    if emission == "categorical":
+        model = make_categorical_hmm(
+            k, d, self_transition=_LANDSCAPE_SELF_TRANSITION, random_state=random_state
+        )
+        est = MaskedCategoricalHMM(
+            k,
+            task=task.spec,
+            n_features=d,
+            n_init=2,
+            max_iter=200,
+            random_state=random_state,
+        )
+    else:
+        single = len(task.observed) == 1 and len(task.targets) == 1
+        if not single or len(task.targets[0]) > 2:
+            return np.nan, np.nan
+        model = make_gaussian_hmm(
+            k, d, self_transition=_LANDSCAPE_SELF_TRANSITION, random_state=random_state
+        )
+        est = MaskedGaussianHMM(
+            k, task=task.spec, n_init=2, max_iter=200, random_state=random_state
+        )
+    X = model.sample(
+        max(int(n_tokens) // window, 10), window, random_state=random_state
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NonIdentifiabilityWarning)
+        est.fit(X)
+    errors = recovery_error(model, est)
+    return errors["emission"], errors["transmat"]
+
+
+def landscape(
+    tasks=None,
+    emissions=("categorical", "gaussian"),
+    n_components=3,
+    n_features=None,
+    *,
+    n_tokens=100_000,
+    fit=True,
+    random_state=0,
+    progress=None,
+):
+    """The identifiability landscape: one row per task and token type.
+
+    Parameters
+    ----------
+    tasks : sequence, default=None
+        Task spellings; a tuple inside is a joint task. ``None`` uses the
+        paper's tasks plus the BERT-style middle ``"1,3->2"``.
+    emissions : sequence of {"categorical", "gaussian"}
+    n_components : int, default=3
+    n_features : dict or int, default=None
+        Alphabet size / token dimension; ``None`` means 6 symbols and 4
+        dimensions.
+    n_tokens : int, default=100_000
+        Tokens sampled for the empirical recovery error, from random models
+        with persistent states (``self_transition=0.5``).
+    fit : bool, default=True
+        Whether to fit the estimators (False leaves the errors NaN).
+    random_state : int, default=0
+    progress : callable, optional
+        Called with a short message before each row (the CLI prints to
+        stderr).
+
+    Returns
+    -------
+    list of dict
+        Keys: ``task``, ``emission``, ``theory``, ``verdict``,
+        ``null_dimension``, ``kruskal``, ``error_emission``,
+        ``error_transmat``, ``n_tokens``.
+    """
+    tasks = DEFAULT_TASKS if tasks is None else tasks
+    if n_features is None:
+        n_features = {"categorical": 6, "gaussian": 4}
+    elif not isinstance(n_features, dict):
+        n_features = {e: int(n_features) for e in emissions}
+    rows = []
+    for emission in emissions:
+        d = n_features[emission]
+        for task in tasks:
+            name = " + ".join(task) if isinstance(task, list | tuple) else task
+            if progress is not None:
+                progress(f"{emission:<11} {name}")
+            report = check_task(
+                list(task) if isinstance(task, tuple) else task,
+                emission=emission,
+                n_components=n_components,
+                n_features=d,
+                random_state=random_state,
+            )
+            err_e, err_t = (
+                _recovery(task, emission, n_components, d, n_tokens, random_state)
+                if fit
+                else (np.nan, np.nan)
+            )
+            rows.append(
+                {
+                    "task": report.task,
+                    "emission": emission,
+                    "theory": report.theory or "-",
+                    "verdict": report.verdict,
+                    "null_dimension": report.null_dimension,
+                    "kruskal": (
+                        "-"
+                        if report.kruskal is None
+                        else ("holds" if report.kruskal.holds else "fails")
+                    ),
+                    "error_emission": float(err_e),
+                    "error_transmat": float(err_t),
+                    "n_tokens": int(n_tokens),
+                }
+            )
+    return rows
+
+
+def format_landscape(rows):
+    """Aligned text table of :func:`landscape` rows."""
+    columns = [
+        ("task", "task"),
+        ("emission", "tokens"),
+        ("theory", "theory (paper)"),
+        ("verdict", "numeric verdict"),
+        ("null_dimension", "null dim"),
+        ("kruskal", "Kruskal"),
+        ("error_emission", "err emission"),
+        ("error_transmat", "err transmat"),
+    ]
+
+    def cell(row, key):
+        value = row[key]
+        if isinstance(value, float):
+            return "n/a" if np.isnan(value) else f"{value:.3f}"
+        return str(value)
+
+    table = [[title for _, title in columns]] + [
+        [cell(row, key) for key, _ in columns] for row in rows
+    ]
+    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in table
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
