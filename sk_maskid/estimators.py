@@ -65,6 +65,38 @@ _MAX_FIT_ERROR = 0.25
 _MIN_CONDITION = 1e-3
 
 
+_RANK_RTOL = 1e-10
+
+
+def _unfolding_rank(tensor):
+    """Smallest numerical rank over the mode unfoldings of a 3-way tensor.
+
+    A CP decomposition of rank k needs every unfolding to have rank >= k;
+    constant or too-regular data (one symbol, one repeated token) fall short.
+    """
+    ranks = []
+    for mode in range(tensor.ndim):
+        unfolded = np.moveaxis(tensor, mode, 0).reshape(tensor.shape[mode], -1)
+        sv = np.linalg.svd(unfolded, compute_uv=False)
+        ranks.append(int(np.count_nonzero(sv > _RANK_RTOL * sv[0])) if sv[0] > 0 else 0)
+    return min(ranks)
+
+
+def _thin_message(n, n_statistics):
+    return (
+        f"only {int(n)} sub-windows for {n_statistics} statistics: the estimates "
+        "will be very noisy"
+    )
+
+
+def _rank_message(rank, k):
+    return (
+        f"the statistics have rank {rank} < n_components={k} (constant or "
+        "too regular sequences): the data support at most "
+        f"{max(rank, 1)} states, so the extracted HMM is a placeholder"
+    )
+
+
 def _check_span(X, task):
     if X.shape[1] < task.span:
         raise ValueError(
@@ -101,7 +133,7 @@ class _BaseMaskedHMM(TransformerMixin, BaseEstimator):
     _emission = None  # "categorical" or "gaussian"
 
     # -- subclass hooks ---------------------------------------------------
-    def _check_windows(self, X, reset):  # pragma: no cover - abstract
+    def _check_windows(self, X, reset, task, min_windows=1):  # pragma: no cover
         raise NotImplementedError
 
     def _statistics(self, X, task):  # pragma: no cover - abstract
@@ -129,7 +161,7 @@ class _BaseMaskedHMM(TransformerMixin, BaseEstimator):
             Fitted estimator.
         """
         task = parse_task(self.task)
-        X, state = self._check_windows(X, reset=True, task=task)
+        X, state = self._check_windows(X, reset=True, task=task, min_windows=2)
         stats = self._statistics(X, task, state)
         self._commit(stats, task, state, warm=False)
         return self
@@ -203,6 +235,8 @@ class _BaseMaskedHMM(TransformerMixin, BaseEstimator):
         return self
 
     def _warn(self, attrs):
+        for message in attrs["extraction_warnings_"]:
+            warnings.warn(message, ExtractionWarning, stacklevel=3)
         if not attrs["identifiable_"]:
             warnings.warn(
                 f"task {attrs['task_'].spec!r} does not identify a "
@@ -374,12 +408,21 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
     identifiability_reason_ : str
         Why.
     extraction_method_ : {"cp", "predictor matching"}
+        "cp" for tensor tasks; tensor tasks whose statistics have rank below
+        ``n_components`` fall back on predictor matching.
+    extraction_warnings_ : list of str
+        Problems found in the data (never-seen symbols, too few sub-windows,
+        rank-deficient statistics); each was also raised as an
+        :class:`~sk_maskid.ExtractionWarning`.
     extraction_fit_error_ : float
         Relative reconstruction error of the CP decomposition, or the excess
         cross-entropy of predictor matching.
     extraction_condition_ : float
         Smallest singular value of the column-normalised CP factors (NaN for
         predictor matching).
+    n_iter_ : int
+        Iterations of the final optimiser (L-BFGS of predictor matching, which
+        also polishes the tensor read-out).
     n_features_in_ : int
         Window length seen during fit.
 
@@ -425,8 +468,11 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
         self.random_state = random_state
         self.verbose = verbose
 
-    def _check_windows(self, X, reset, task):
-        X = validate_data(self, X, reset=reset, dtype=None, ensure_min_samples=1)
+    def _check_windows(self, X, reset, task, min_windows=1):
+        # fit needs two windows at least; a partial_fit chunk may hold one
+        X = validate_data(
+            self, X, reset=reset, dtype=None, ensure_min_samples=min_windows
+        )
         # Floats are accepted only when they hold whole numbers.
         X = check_categorical_sequences(X, allow_masked=False)
         _check_span(X, task)
@@ -492,8 +538,26 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
         rng = check_random_state(self.random_state)
         if counts.sum() == 0:
             raise ValueError("no complete window to learn from")
+        messages = []
+        axes = range(counts.ndim)
+        present = np.zeros(d, dtype=bool)
+        for axis in axes:
+            present |= counts.sum(axis=tuple(a for a in axes if a != axis)) > 0
+        if not present.all():
+            messages.append(
+                f"symbol(s) {np.flatnonzero(~present).tolist()} never observed: "
+                "their emission probabilities are at the floor "
+                f"{_PROB_FLOOR:g}"
+            )
+        if counts.sum() < counts.size:
+            messages.append(_thin_message(counts.sum(), counts.size))
         route = _cp_route(task)
         finite_ambiguity = False
+        if route is not None and k > 1:
+            rank = _unfolding_rank(counts)
+            if rank < k:
+                messages.append(_rank_message(rank, k))
+                route = None  # no CP of rank k exists: fall back to matching
         if route is not None:
             cp = cp_decompose(
                 counts / counts.sum(),
@@ -552,6 +616,7 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
             table[~seen] = model.conditional_expectation(task, windows)
         identifiable, reason = self._identifiability(task, d, finite_ambiguity)
         return {
+            "extraction_warnings_": messages,
             "startprob_": startprob,
             "transmat_": transmat,
             "emissionprob_": emission,
@@ -697,10 +762,14 @@ class MaskedGaussianHMM(_BaseMaskedHMM):
     task_ : MaskedTask
     n_token_features_ : int
         Token dimension.
-    identifiable_, identifiability_reason_, extraction_method_, \
-extraction_fit_error_, extraction_condition_ :
+    identifiable_, identifiability_reason_, extraction_fit_error_, \
+extraction_condition_, extraction_warnings_, n_iter_ :
         As in :class:`MaskedCategoricalHMM`; the posterior form reports its
         final squared loss as ``extraction_fit_error_``.
+    extraction_method_ : {"cp", "posterior", "degenerate"}
+        "degenerate" when the data support fewer than ``n_components``
+        distinct states (e.g. constant tokens): every state then emits the
+        token mean and variance, and an ExtractionWarning says so.
     n_features_in_ : int
         Window length seen during fit.
 
@@ -766,9 +835,14 @@ extraction_fit_error_, extraction_condition_ :
             )
         return form
 
-    def _check_windows(self, X, reset, task):
+    def _check_windows(self, X, reset, task, min_windows=1):
         X = validate_data(
-            self, X, reset=reset, dtype="numeric", allow_nd=True, ensure_min_samples=1
+            self,
+            X,
+            reset=reset,
+            dtype="numeric",
+            allow_nd=True,
+            ensure_min_samples=min_windows,
         )
         X = check_gaussian_sequences(
             X, None if reset else self.n_token_features_, allow_masked=False
@@ -842,9 +916,37 @@ extraction_fit_error_, extraction_condition_ :
         d = state["n_token_features_"]
         rng = check_random_state(self.random_state)
         finite_ambiguity = False
+        messages = []
+        degenerate = False
         if state["predictor_form_"] == "moments":
             if stats["n"] < 1:
                 raise ValueError("no complete window to learn from")
+            if stats["n"] < stats["m3"].size:
+                messages.append(_thin_message(stats["n"], stats["m3"].size))
+            rank = _unfolding_rank(stats["m3"] / stats["n"])
+            degenerate = rank < k
+            if degenerate:
+                messages.append(_rank_message(rank, k))
+                mean = stats["m3"][-1, :-1, -1] / stats["n"]
+                second = stats["m_sq"][-1] / stats["n"]
+        else:
+            X_in, Y = self._pairs
+            tokens = np.vstack([X_in, Y])
+            mean, second = tokens.mean(axis=0), (tokens**2).mean(axis=0)
+            spread = np.linalg.matrix_rank(
+                tokens - mean, tol=1e-10 * (1 + np.abs(tokens).max())
+            )
+            degenerate = spread + 1 < k
+            if degenerate:
+                messages.append(_rank_message(spread + 1, k))
+        if degenerate:
+            # A placeholder HMM that is valid and honest about the data: every
+            # state emits the token mean with the token variance.
+            transmat = np.full((k, k), 1.0 / k)
+            means = np.tile(mean, (k, 1))
+            variances = np.tile(np.maximum(second - mean**2, self.min_covar), (k, 1))
+            method, fit_error, condition, n_iter = "degenerate", np.nan, np.nan, 0
+        elif state["predictor_form_"] == "moments":
             cp = cp_decompose(
                 stats["m3"] / stats["n"],
                 k,
@@ -861,7 +963,6 @@ extraction_fit_error_, extraction_condition_ :
             method, fit_error, condition = "cp", cp.fit_error, cp.condition
             n_iter = cp.n_iter
         else:
-            X_in, Y = self._pairs
             init = self._init_means(X_in, Y, rng, warm)
             gap = abs(task.targets[0][0] - task.observed[0])
             forward = task.targets[0][0] > task.observed[0]
@@ -890,6 +991,7 @@ extraction_fit_error_, extraction_condition_ :
         )
         identifiable, reason = self._identifiability(task, d, finite_ambiguity)
         return {
+            "extraction_warnings_": messages,
             "startprob_": startprob,
             "transmat_": transmat,
             "means_": means,
