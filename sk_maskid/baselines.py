@@ -1,0 +1,205 @@
+"""hmmlearn's EM (Baum-Welch) as a scikit-learn estimator on windows.
+
+The baseline the masked estimators are compared with, run fairly (DESIGN.md
+section 6): the fast ``implementation="scaling"``, many iterations, a tight
+tolerance, several random restarts keeping the best training likelihood, and
+the real iteration count. hmmlearn is an optional dependency (the ``test``
+extra installs it).
+"""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, _fit_context
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._validation import check_categorical_sequences, check_gaussian_sequences
+from .models import CategoricalHMMModel, GaussianHMMModel
+
+__all__ = ["HMMLearnBaseline"]
+
+
+class HMMLearnBaseline(BaseEstimator):
+    """Best-of-restarts hmmlearn EM on the same windows as the masked estimators.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Number of hidden states.
+    emission : {"categorical", "gaussian"}, default="categorical"
+        Token type (``CategoricalHMM`` or ``GaussianHMM``).
+    n_restarts : int, default=5
+        Random restarts; the one with the best training log-likelihood is kept.
+    n_iter : int, default=500
+        Maximum EM iterations per restart.
+    tol : float, default=1e-4
+        EM stops when the training log-likelihood gains less than this.
+    covariance_type : {"spherical", "diag"}, default="diag"
+        Gaussian covariance form.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the restarts.
+
+    Attributes
+    ----------
+    startprob_, transmat_ : ndarray
+    emissionprob_ : ndarray of shape (n_components, n_symbols_)
+        Categorical tokens only.
+    means_, covars_ : ndarray
+        Gaussian tokens only (``covars_`` in hmmlearn's setter shape).
+    model_ : CategoricalHMMModel or GaussianHMMModel
+    hmm_ : hmmlearn model
+        The kept restart.
+    n_iter_ : int
+        EM iterations the kept restart ran.
+    converged_ : bool
+        True only if the tolerance was met, not when ``n_iter`` ran out
+        (hmmlearn's own monitor reports both as converged).
+    restart_log_likelihoods_ : ndarray of shape (n_restarts,)
+        Final training log-likelihood of each restart.
+    n_features_in_ : int
+        Window length seen during fit.
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "emission": [StrOptions({"categorical", "gaussian"})],
+        "n_restarts": [Interval(Integral, 1, None, closed="left")],
+        "n_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "covariance_type": [StrOptions({"spherical", "diag"})],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(self, n_components=2, *, emission="categorical", n_restarts=5,
+                 n_iter=500, tol=1e-4, covariance_type="diag", random_state=None):
+        self.n_components = n_components
+        self.emission = emission
+        self.n_restarts = n_restarts
+        self.n_iter = n_iter
+        self.tol = tol
+        self.covariance_type = covariance_type
+        self.random_state = random_state
+
+    def _check(self, X, reset):
+        X = self._check_tokens(X, reset)
+        if reset and X.shape[1] < 2:
+            raise ValueError(
+                f"windows have n_features={X.shape[1]} tokens: EM needs windows "
+                "of at least 2 tokens to see a transition"
+            )
+        return X
+
+    def _check_tokens(self, X, reset):
+        if self.emission == "categorical":
+            X = validate_data(self, X, reset=reset, dtype=None,
+                              ensure_min_samples=2 if reset else 1)
+            X = check_categorical_sequences(X, allow_masked=False)
+            if not reset and X.max() >= self.n_symbols_:
+                raise ValueError(
+                    f"X has symbol {X.max()} out of range: expected symbols "
+                    f"0..{self.n_symbols_ - 1}"
+                )
+            return X
+        X = validate_data(self, X, reset=reset, dtype="numeric", allow_nd=True,
+                          ensure_min_samples=2 if reset else 1)
+        return check_gaussian_sequences(
+            X, None if reset else self.means_.shape[1], allow_masked=False
+        )
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Fit hmmlearn from ``n_restarts`` random starts, keep the best.
+
+        Parameters
+        ----------
+        X : array-like
+            Windows, as for the masked estimators; each window is one
+            sequence for hmmlearn (``lengths``).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+        """
+        from hmmlearn import hmm
+
+        X = self._check(X, reset=True)
+        rng = check_random_state(self.random_state)
+        n, length = X.shape[:2]
+        lengths = np.full(n, length)
+        if self.emission == "categorical":
+            flat = X.reshape(-1, 1)
+            d = int(X.max()) + 1
+        else:
+            flat = X.reshape(-1, X.shape[2])
+        best, scores = None, []
+        for _ in range(self.n_restarts):
+            seed = rng.randint(2**31 - 1)
+            if self.emission == "categorical":
+                model = hmm.CategoricalHMM(
+                    self.n_components, n_features=d, n_iter=self.n_iter,
+                    tol=self.tol, implementation="scaling", random_state=seed,
+                )
+            else:
+                model = hmm.GaussianHMM(
+                    self.n_components, covariance_type=self.covariance_type,
+                    n_iter=self.n_iter, tol=self.tol, implementation="scaling",
+                    random_state=seed,
+                )
+            model.fit(flat, lengths)
+            score = model.score(flat, lengths)
+            scores.append(score)
+            if best is None or score > best[0]:
+                best = (score, model)
+        model = best[1]
+        history = list(model.monitor_.history)
+        self.hmm_ = model
+        self.n_iter_ = int(model.monitor_.iter)
+        self.converged_ = bool(
+            len(history) >= 2 and history[-1] - history[-2] < self.tol
+        )
+        self.restart_log_likelihoods_ = np.array(scores)
+        self.startprob_ = model.startprob_
+        self.transmat_ = model.transmat_
+        if self.emission == "categorical":
+            self.n_symbols_ = d
+            self.emissionprob_ = model.emissionprob_
+            self.model_ = CategoricalHMMModel(
+                model.startprob_, model.transmat_, model.emissionprob_
+            )
+        else:
+            self.means_ = model.means_
+            self.covars_ = model._covars_
+            self.model_ = GaussianHMMModel(
+                model.startprob_, model.transmat_, model.means_, model._covars_,
+                self.covariance_type,
+            )
+        return self
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per token of the windows (as the masked estimators).
+
+        Parameters
+        ----------
+        X : array-like
+            Windows.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        float
+        """
+        check_is_fitted(self, "model_")
+        return self.model_.score(self._check(X, reset=False))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False
+        if self.emission == "categorical":
+            tags.input_tags.categorical = True
+            tags.input_tags.positive_only = True
+        return tags
