@@ -93,7 +93,7 @@ def main(argv=None):
                     window = min(args.window, int(n_tokens) // 2)
                     X = model.sample(int(n_tokens) // window, window, random_state=seed)
                     test = model.sample(
-                        HELD_OUT // WINDOW, WINDOW, random_state=10_000 + seed
+                        HELD_OUT // args.window, args.window, random_state=10_000 + seed
                     )
                     est = make(seed)
                     start = time.perf_counter()

@@ -72,8 +72,17 @@ class HMMLearnBaseline(BaseEstimator):
         "random_state": ["random_state"],
     }
 
-    def __init__(self, n_components=2, *, emission="categorical", n_restarts=5,
-                 n_iter=500, tol=1e-4, covariance_type="diag", random_state=None):
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        emission="categorical",
+        n_restarts=5,
+        n_iter=500,
+        tol=1e-4,
+        covariance_type="diag",
+        random_state=None,
+    ):
         self.n_components = n_components
         self.emission = emission
         self.n_restarts = n_restarts
@@ -93,8 +102,9 @@ class HMMLearnBaseline(BaseEstimator):
 
     def _check_tokens(self, X, reset):
         if self.emission == "categorical":
-            X = validate_data(self, X, reset=reset, dtype=None,
-                              ensure_min_samples=2 if reset else 1)
+            X = validate_data(
+                self, X, reset=reset, dtype=None, ensure_min_samples=2 if reset else 1
+            )
             X = check_categorical_sequences(X, allow_masked=False)
             if not reset and X.max() >= self.n_symbols_:
                 raise ValueError(
@@ -102,8 +112,14 @@ class HMMLearnBaseline(BaseEstimator):
                     f"0..{self.n_symbols_ - 1}"
                 )
             return X
-        X = validate_data(self, X, reset=reset, dtype="numeric", allow_nd=True,
-                          ensure_min_samples=2 if reset else 1)
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype="numeric",
+            allow_nd=True,
+            ensure_min_samples=2 if reset else 1,
+        )
         return check_gaussian_sequences(
             X, None if reset else self.means_.shape[1], allow_masked=False
         )
@@ -140,13 +156,20 @@ class HMMLearnBaseline(BaseEstimator):
             seed = rng.randint(2**31 - 1)
             if self.emission == "categorical":
                 model = hmm.CategoricalHMM(
-                    self.n_components, n_features=d, n_iter=self.n_iter,
-                    tol=self.tol, implementation="scaling", random_state=seed,
+                    self.n_components,
+                    n_features=d,
+                    n_iter=self.n_iter,
+                    tol=self.tol,
+                    implementation="scaling",
+                    random_state=seed,
                 )
             else:
                 model = hmm.GaussianHMM(
-                    self.n_components, covariance_type=self.covariance_type,
-                    n_iter=self.n_iter, tol=self.tol, implementation="scaling",
+                    self.n_components,
+                    covariance_type=self.covariance_type,
+                    n_iter=self.n_iter,
+                    tol=self.tol,
+                    implementation="scaling",
                     random_state=seed,
                 )
             model.fit(flat, lengths)
@@ -174,7 +197,10 @@ class HMMLearnBaseline(BaseEstimator):
             self.means_ = model.means_
             self.covars_ = model._covars_
             self.model_ = GaussianHMMModel(
-                model.startprob_, model.transmat_, model.means_, model._covars_,
+                model.startprob_,
+                model.transmat_,
+                model.means_,
+                model._covars_,
                 self.covariance_type,
             )
         return self

@@ -34,11 +34,20 @@ def _random_transmat(k, self_transition, rng):
     return T
 
 
-def _check_self_transition(self_transition):
+def _check_sizes(n_components, n_features, name, self_transition):
+    """Validate the model size and persistence shared by both generators."""
+    k = check_n_components(n_components)
+    d = check_n_components(n_features, name)
+    if k > d:
+        raise ValueError(
+            f"n_components={k} > {name}={d}: the emission matrix cannot have "
+            "full column rank, so the model would be degenerate"
+        )
     if self_transition is not None and not 0.0 <= self_transition < 1.0:
         raise ValueError(
             f"self_transition must be in [0, 1) or None, got {self_transition!r}"
         )
+    return k, d
 
 
 def _draw(k, draw_emission, self_transition, rng, min_singular_emission):
@@ -81,14 +90,7 @@ def make_categorical_hmm(
     CategoricalHMMModel
         With ``startprob_`` equal to the stationary distribution.
     """
-    k = check_n_components(n_components)
-    d = check_n_components(n_symbols, "n_symbols")
-    if k > d:
-        raise ValueError(
-            f"n_components={k} > n_symbols={d}: the emission matrix cannot have "
-            "full column rank, so the model would be degenerate"
-        )
-    _check_self_transition(self_transition)
+    k, d = _check_sizes(n_components, n_symbols, "n_symbols", self_transition)
     rng = check_random_state(random_state)
     pi, T, O = _draw(
         k,
@@ -134,20 +136,13 @@ def make_gaussian_hmm(
     GaussianHMMModel
         With ``startprob_`` equal to the stationary distribution.
     """
-    k = check_n_components(n_components)
-    d = check_n_components(n_features, "n_features")
-    if k > d:
-        raise ValueError(
-            f"n_components={k} > n_features={d}: the means cannot have full "
-            "column rank, so the model would be degenerate"
-        )
+    k, d = _check_sizes(n_components, n_features, "n_features", self_transition)
     if not mean_scale > 0 or not covars > 0:
         raise ValueError("mean_scale and covars must be positive")
     if covariance_type not in ("spherical", "diag"):
         raise ValueError(
             f"covariance_type must be 'spherical' or 'diag', got {covariance_type!r}"
         )
-    _check_self_transition(self_transition)
     rng = check_random_state(random_state)
     pi, T, M = _draw(
         k,

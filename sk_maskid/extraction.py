@@ -46,7 +46,11 @@ from sklearn.utils import check_random_state
 from tensorly.cp_tensor import CPTensor
 from tensorly.decomposition import parafac
 
-from .models import _stationary, _task_expectation
+from .models import (
+    _batched_task_expectation,
+    _categorical_probe_emissions,
+    _stationary,
+)
 
 __all__ = ["CPResult", "cp_decompose", "project_simplex"]
 
@@ -380,25 +384,18 @@ def match_categorical_predictor(
     """
     rng = check_random_state(random_state)
     k, d = n_components, n_symbols
-    observed = probes >= 0
-    safe = np.maximum(probes, 0)
-    n_probe = len(probes)
     log_targets = np.log(np.where(targets > 0, targets, 1.0))
     entropy = -np.sum(weights[:, None] * targets * log_targets)
 
     def loss(theta_batch):
-        P = theta_batch.shape[0]
         startprob, transmat, emission = _unpack(theta_batch, k, d)
-        # B[p, n, t, i] = emission[p, i, x_nt], 1 at masked positions
-        B = np.swapaxes(emission, 1, 2)[:, safe]  # (P, n, span, k)
-        B = np.where(observed[None, :, :, None], B, 1.0)
-        pred = _task_expectation(
-            np.repeat(startprob, n_probe, axis=0),
-            np.repeat(transmat, n_probe, axis=0),
-            B.reshape(P * n_probe, -1, k),
-            np.repeat(emission, n_probe, axis=0),
+        pred = _batched_task_expectation(
+            startprob,
+            transmat,
+            _categorical_probe_emissions(emission, probes),
+            emission,
             task,
-        ).reshape(P, n_probe, -1)
+        )
         log_pred = np.log(pred + 1e-300)
         return -np.einsum("n,nc,pnc->p", weights, targets, log_pred) - entropy
 

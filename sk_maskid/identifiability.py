@@ -25,7 +25,11 @@ from functools import lru_cache
 import numpy as np
 from sklearn.utils import check_random_state
 
-from .models import _stationary, _task_expectation
+from .models import (
+    _batched_task_expectation,
+    _categorical_probe_emissions,
+    _stationary,
+)
 from .tasks import parse_task
 
 __all__ = [
@@ -83,19 +87,16 @@ def _categorical_predictor(tasks, k, d, rng):
         transmat = _logits_to_rows(theta[:, :n_trans].reshape(P, k, k - 1))
         emission = _logits_to_rows(theta[:, n_trans:].reshape(P, k, d - 1))
         startprob = _stationary(transmat)
-        outputs = []
-        for task, probes in zip(tasks, probe_sets, strict=True):
-            n = len(probes)
-            B = np.swapaxes(emission, 1, 2)[:, np.maximum(probes, 0)]
-            B = np.where((probes >= 0)[None, :, :, None], B, 1.0)
-            out = _task_expectation(
-                np.repeat(startprob, n, axis=0),
-                np.repeat(transmat, n, axis=0),
-                B.reshape(P * n, span, k),
-                np.repeat(emission, n, axis=0),
+        outputs = [
+            _batched_task_expectation(
+                startprob,
+                transmat,
+                _categorical_probe_emissions(emission, probes),
+                emission,
                 task,
-            )
-            outputs.append(out.reshape(P, -1))
+            ).reshape(P, -1)
+            for task, probes in zip(tasks, probe_sets, strict=True)
+        ]
         return np.concatenate(outputs, axis=1)
 
     return predictor, n_trans + k * (d - 1)
@@ -121,13 +122,7 @@ def _gaussian_predictor(tasks, k, d, rng, variance=1.0, n_probes=40):
             keep = np.zeros(span, dtype=bool)
             keep[[p - 1 for p in task.observed]] = True
             B = np.where(keep[None, None, :, None], B, 1.0)
-            out = _task_expectation(
-                np.repeat(startprob, n_probes, axis=0),
-                np.repeat(transmat, n_probes, axis=0),
-                B.reshape(P * n_probes, span, k),
-                np.repeat(means, n_probes, axis=0),
-                task,
-            )
+            out = _batched_task_expectation(startprob, transmat, B, means, task)
             outputs.append(out.reshape(P, -1))
         return np.concatenate(outputs, axis=1)
 

@@ -145,6 +145,30 @@ def _task_expectation(startprob, transmat, B, token_means, task):
     return np.concatenate(outputs, axis=1)
 
 
+def _batched_task_expectation(startprob, transmat, B, token_means, task):
+    """:func:`_task_expectation` for ``P`` parameter sets at once.
+
+    ``startprob (P, k)``, ``transmat (P, k, k)``, ``token_means (P, k, D)``
+    and ``B (P, n, span, k)``; returns ``(P, n, target_dim)``. Used for
+    complex-step derivatives, one perturbation per parameter set.
+    """
+    P, n = B.shape[:2]
+    out = _task_expectation(
+        np.repeat(startprob, n, axis=0),
+        np.repeat(transmat, n, axis=0),
+        B.reshape((P * n,) + B.shape[2:]),
+        np.repeat(token_means, n, axis=0),
+        task,
+    )
+    return out.reshape(P, n, -1)
+
+
+def _categorical_probe_emissions(emission, probes):
+    """``B[p, n, t, i] = emission[p, i, probes[n, t]]``, 1 where a probe is -1."""
+    B = np.swapaxes(emission, 1, 2)[:, np.maximum(probes, 0)]
+    return np.where((probes >= 0)[None, :, :, None], B, 1.0)
+
+
 def _stationary(transmat):
     """Stationary distribution by a linear solve (complex-step safe).
 
@@ -313,6 +337,42 @@ class _BaseHMMModel:
         B[:, ~keep] = 1.0
         return B
 
+    def sample(self, n_sequences, length, random_state=None, return_states=False):
+        """Sample sequences, vectorised over sequences.
+
+        The first hidden state is drawn from ``startprob_`` (the stationary
+        distribution for models from :mod:`sk_maskid.datasets` and from
+        extraction, so windows are stationary).
+
+        Parameters
+        ----------
+        n_sequences : int
+            Number of sequences.
+        length : int
+            Tokens per sequence.
+        random_state : int, RandomState instance or None, default=None
+            Seed or generator.
+        return_states : bool, default=False
+            Also return the hidden states.
+
+        Returns
+        -------
+        X : ndarray
+            ``(n_sequences, length)`` integer symbols for categorical tokens,
+            ``(n_sequences, length, n_features)`` floats for Gaussian ones.
+        states : ndarray of shape (n_sequences, length)
+            Only when ``return_states``.
+        """
+        self._check_sample_args(n_sequences, length)
+        rng = check_random_state(random_state)
+        states = self._sample_states(n_sequences, length, rng)
+        X = self._emit(states, rng)
+        return (X, states) if return_states else X
+
+    def _emit(self, states, rng):  # pragma: no cover - abstract
+        """Draw one token per hidden state."""
+        raise NotImplementedError
+
     def _sample_states(self, n_sequences, length, rng):
         # One inverse-CDF draw per sequence and time step: vectorised over
         # sequences, a single loop over time.
@@ -417,42 +477,16 @@ class CategoricalHMMModel(_BaseHMMModel):
         out[X >= 0] = np.nan
         return out
 
-    def sample(self, n_sequences, length, random_state=None, return_states=False):
-        """Sample sequences.
-
-        The first hidden state is drawn from ``startprob_`` (the stationary
-        distribution for models from :mod:`sk_maskid.datasets` and from
-        extraction, so windows are stationary).
-
-        Parameters
-        ----------
-        n_sequences : int
-            Number of sequences.
-        length : int
-            Tokens per sequence.
-        random_state : int, RandomState instance or None, default=None
-            Seed or generator.
-        return_states : bool, default=False
-            Also return the hidden states.
-
-        Returns
-        -------
-        X : ndarray of shape (n_sequences, length), dtype intp
-        states : ndarray of shape (n_sequences, length)
-            Only when ``return_states``.
-        """
-        self._check_sample_args(n_sequences, length)
-        rng = check_random_state(random_state)
-        states = self._sample_states(n_sequences, length, rng)
+    def _emit(self, states, rng):
         cum_emit = np.cumsum(self.emissionprob_, axis=1)
-        u = rng.random((n_sequences, length))
-        X = np.empty((n_sequences, length), dtype=np.intp)
+        u = rng.random(states.shape)
+        X = np.empty(states.shape, dtype=np.intp)
         # Emissions per state keep memory at O(tokens) instead of O(tokens*d).
         for i in range(self.n_components):
             mask = states == i
             X[mask] = np.searchsorted(cum_emit[i], u[mask], side="right")
         np.minimum(X, self.n_symbols - 1, out=X)
-        return (X, states) if return_states else X
+        return X
 
 
 class GaussianHMMModel(_BaseHMMModel):
@@ -611,38 +645,12 @@ class GaussianHMMModel(_BaseHMMModel):
         mean[observed] = np.nan
         return GaussianPredictive(weights, mean)
 
-    def sample(self, n_sequences, length, random_state=None, return_states=False):
-        """Sample sequences.
-
-        The first hidden state is drawn from ``startprob_`` (the stationary
-        distribution for models from :mod:`sk_maskid.datasets` and from
-        extraction, so windows are stationary).
-
-        Parameters
-        ----------
-        n_sequences : int
-            Number of sequences.
-        length : int
-            Tokens per sequence.
-        random_state : int, RandomState instance or None, default=None
-            Seed or generator.
-        return_states : bool, default=False
-            Also return the hidden states.
-
-        Returns
-        -------
-        X : ndarray of shape (n_sequences, length, n_features)
-        states : ndarray of shape (n_sequences, length)
-            Only when ``return_states``.
-        """
-        self._check_sample_args(n_sequences, length)
-        rng = check_random_state(random_state)
-        states = self._sample_states(n_sequences, length, rng)
-        noise = rng.standard_normal((n_sequences, length, self.n_features))
+    def _emit(self, states, rng):
+        noise = rng.standard_normal(states.shape + (self.n_features,))
         chol = np.linalg.cholesky(self._full_covars())
         X = self.means_[states]
         # A loop over states (not tokens) keeps memory at O(tokens * d).
         for i in range(self.n_components):
             mask = states == i
             X[mask] += noise[mask] @ chol[i].T
-        return (X, states) if return_states else X
+        return X

@@ -33,9 +33,13 @@ def test_sklearn_compatible(estimator, check):
 
 def test_converged_is_false_when_iterations_run_out():
     X = make_categorical_hmm(3, 6, random_state=0).sample(300, 20, random_state=0)
-    short = HMMLearnBaseline(3, n_restarts=1, n_iter=3, tol=1e-12, random_state=0).fit(X)
+    short = HMMLearnBaseline(3, n_restarts=1, n_iter=3, tol=1e-12, random_state=0).fit(
+        X
+    )
     assert short.n_iter_ == 3 and not short.converged_
-    long = HMMLearnBaseline(3, n_restarts=1, n_iter=500, tol=1e-1, random_state=0).fit(X)
+    long = HMMLearnBaseline(3, n_restarts=1, n_iter=500, tol=1e-1, random_state=0).fit(
+        X
+    )
     assert long.converged_ and long.n_iter_ < 500
 
 
@@ -60,13 +64,21 @@ def test_cross_validate_masked_and_baseline_with_one_scorer():
         ("masked", MaskedCategoricalHMM(3, n_features=6, random_state=0)),
         ("hmmlearn", HMMLearnBaseline(3, n_restarts=2, n_iter=100, random_state=0)),
     ]:
-        scores = cross_validate(est, X, cv=cv, scoring={
-            "loglik": lambda e, X, y=None: e.score(X),
-            "recovery": scoring["recovery"],
-        })
+        scores = cross_validate(
+            est,
+            X,
+            cv=cv,
+            scoring={
+                "loglik": lambda e, X, y=None: e.score(X),
+                "recovery": scoring["recovery"],
+            },
+        )
         results[name] = scores
         assert np.all(np.isfinite(scores["test_loglik"]))
         assert np.all(scores["test_recovery"] <= 0)
     # the same splits and the same scorer for both: comparable on one scale
-    gap = abs(results["masked"]["test_loglik"].mean() - results["hmmlearn"]["test_loglik"].mean())
+    gap = abs(
+        results["masked"]["test_loglik"].mean()
+        - results["hmmlearn"]["test_loglik"].mean()
+    )
     assert gap < 0.05
