@@ -297,6 +297,46 @@ class _BaseHMMModel:
         gamma = alpha * beta
         return gamma / gamma.sum(axis=2, keepdims=True)
 
+    def masked_log_predictive(self, X, mask):
+        """``log p(x_j | tokens outside the mask)`` for every masked token.
+
+        Each masked token is predicted from the unmasked tokens of its
+        sequence only (not from the other masked ones), the term of the
+        masked-prediction score of Moreno-Munoz et al.
+
+        Parameters
+        ----------
+        X : array-like
+            Complete sequences (no masked tokens).
+        mask : array-like of bool, shape (n_sequences, length)
+            True where a token is hidden.
+
+        Returns
+        -------
+        ndarray of shape (n_sequences, length)
+            The log predictive density (or probability) of the true token at
+            masked positions; NaN elsewhere.
+        """
+        X = self._check_X(X)
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != X.shape[:2]:
+            raise ValueError(
+                f"mask must have shape {X.shape[:2]} (n_sequences, length), got "
+                f"{mask.shape}"
+            )
+        if self._masked(X).any():
+            raise ValueError("X must be complete: the mask says what is hidden")
+        B_true, shift = self._emission_likelihood(X)
+        B = np.where(mask[..., None], 1.0, B_true)
+        alpha, c = _forward(self.startprob_, self.transmat_, B)
+        beta = _backward(self.transmat_, B, c)
+        gamma = alpha * beta
+        gamma /= gamma.sum(axis=2, keepdims=True)
+        with np.errstate(divide="ignore"):
+            out = np.log(np.sum(gamma * B_true, axis=2)) + shift
+        out[~mask] = np.nan
+        return out
+
     def conditional_expectation(self, task, X):
         """Exact optimal predictor ``E[target | observed]`` of a task.
 

@@ -37,6 +37,12 @@ def _fitted_gau():
     return MaskedGaussianHMM(2, random_state=0).fit(GAU)
 
 
+def _baseline(emission="categorical"):
+    from sk_maskid.baselines import HMMLearnBaseline
+
+    return HMMLearnBaseline(2, emission=emission, n_restarts=1, n_iter=5)
+
+
 def _with(array, index, value):
     array = np.array(array, dtype=float if isinstance(value, float) else array.dtype)
     array[index] = value
