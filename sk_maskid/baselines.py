@@ -44,7 +44,7 @@ class HMMLearnBaseline(BaseEstimator):
     Attributes
     ----------
     startprob_, transmat_ : ndarray
-    emissionprob_ : ndarray of shape (n_components, n_symbols_)
+    emissionprob_ : ndarray of shape (n_components, n_symbols)
         Categorical tokens only.
     means_, covars_ : ndarray
         Gaussian tokens only (``covars_`` in hmmlearn's setter shape).

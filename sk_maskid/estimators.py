@@ -456,11 +456,11 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
         Stationary distribution of the extracted chain.
     transmat_ : ndarray of shape (n_components, n_components)
         ``transmat_[i, j] = P(h_{t+1} = j | h_t = i)``.
-    emissionprob_ : ndarray of shape (n_components, n_symbols_)
+    emissionprob_ : ndarray of shape (n_components, n_symbols)
         ``emissionprob_[i, s] = P(x_t = s | h_t = i)``.
     model_ : CategoricalHMMModel
         The extracted HMM.
-    predictor_ : ndarray of shape (n_symbols_ ** n_observed, target_dim)
+    predictor_ : ndarray of shape (n_symbols ** n_observed, target_dim)
         Learned predictor, one row per combination of observed symbols
         (row-major); rows never seen in training hold the extracted HMM's
         prediction.
@@ -848,10 +848,10 @@ class MaskedGaussianHMM(_BaseMaskedHMM):
     ----------
     startprob_ : ndarray of shape (n_components,)
     transmat_ : ndarray of shape (n_components, n_components)
-    means_ : ndarray of shape (n_components, n_token_features_)
+    means_ : ndarray of shape (n_components, n_token_features)
     covars_ : ndarray
         ``(n_components,)`` (spherical) or ``(n_components,
-        n_token_features_)`` (diag).
+        n_token_features)`` (diag).
     model_ : GaussianHMMModel
     statistics_ : dict
         Additive sums (cross-moments and counts) for the moment route; for
