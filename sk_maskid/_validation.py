@@ -8,7 +8,6 @@ that was expected and what was seen.
 import numbers
 
 import numpy as np
-from sklearn.utils import check_array
 
 _SUM_ATOL = 1e-8
 
@@ -190,7 +189,6 @@ def check_gaussian_sequences(X, n_features=None, *, allow_masked=True, name="X")
 
 
 __all__ = [
-    "check_array",
     "check_stochastic",
     "check_n_components",
     "check_categorical_sequences",

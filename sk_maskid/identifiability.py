@@ -358,13 +358,6 @@ _THEORY = {
 }
 _PAIRWISE_3 = frozenset(["1->2", "2->1", "1->3", "3->1", "2->3", "3->2"])
 
-VERDICTS = (
-    "identifiable",
-    "not identifiable",
-    "locally identifiable, finite ambiguity",
-    "inconclusive",
-)
-
 
 def _theory(tasks, emission, k, d):
     specs = [t.spec for t in tasks]

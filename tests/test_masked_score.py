@@ -72,7 +72,7 @@ def test_held_out_masked_score_selects_the_number_of_states():
     truth = make_gaussian_hmm(3, 3, self_transition=0.6, mean_scale=2.0, random_state=4)
     train = truth.sample(20, 100, random_state=0)
     held_out = truth.sample(20, 100, random_state=1)
-    held, in_sample = [], []
+    held, in_sample, likelihood = [], [], []
     for k in range(1, 7):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -80,11 +80,14 @@ def test_held_out_masked_score_selects_the_number_of_states():
                 k, emission="gaussian", n_restarts=4, n_iter=300, random_state=0
             ).fit(train)
         held.append(cumulative_masked_score(est, held_out, random_state=0)[0])
-        in_sample.append(est.model_.log_likelihood(train).sum())
+        in_sample.append(cumulative_masked_score(est, train, random_state=0)[0])
+        likelihood.append(est.model_.log_likelihood(train).sum())
     assert int(np.argmax(held)) + 1 == 3, held
-    # in-sample the score is the training likelihood, which more states never
-    # lower: it cannot select a model
-    assert np.all(np.diff(in_sample) >= -1.0), in_sample
+    # In-sample the score estimates the training likelihood, which more
+    # states never lower (measured gaps >= 10 nats, standard errors ~2.5):
+    # it cannot select a model.
+    assert np.all(np.diff(likelihood) >= 0), likelihood
+    assert np.all(np.diff(in_sample) >= 0), in_sample
 
 
 def test_masked_score_curve_shape_and_order():
