@@ -32,6 +32,16 @@ def _landscape(args):
     def progress(message):
         print(f"[landscape] {message}", file=sys.stderr, flush=True)
 
+    if args.plot:
+        try:  # fail before the fits, not after
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print(
+                "error: --plot needs matplotlib: pip install -e '.[plot]'",
+                file=sys.stderr,
+            )
+            return 2
+
     n_features = {"categorical": args.n_symbols, "gaussian": args.n_features}
     rows = landscape(
         tasks=args.tasks,
