@@ -49,6 +49,8 @@ from tensorly.decomposition import parafac
 from .models import (
     _batched_task_expectation,
     _categorical_probe_emissions,
+    _complex_step,
+    _softmax_rows,
     _stationary,
 )
 
@@ -318,12 +320,6 @@ def readout_gaussian(cp, positions, m_sq, n, min_covar):
 _STEP = 1e-20  # complex step: exact derivatives, no cancellation
 
 
-def _softmax_rows(Z):
-    Z = Z - np.real(Z).max(axis=-1, keepdims=True)
-    E = np.exp(Z)
-    return E / E.sum(axis=-1, keepdims=True)
-
-
 def _unpack(theta, k, d):
     """Batched ``theta (P, k*k + k*d)`` -> ``(startprob, transmat, emission)``.
 
@@ -334,14 +330,6 @@ def _unpack(theta, k, d):
     transmat = _softmax_rows(theta[:, : k * k].reshape(P, k, k))
     emission = _softmax_rows(theta[:, k * k :].reshape(P, k, d))
     return _stationary(transmat), transmat, emission
-
-
-def _complex_step_value_and_grad(loss, theta):
-    """Value and exact gradient of a batched, analytic loss."""
-    n = theta.size
-    batch = theta[None, :] + 1j * _STEP * np.eye(n)
-    values = loss(np.vstack([theta[None, :].astype(complex), batch]))
-    return float(values[0].real), values[1:].imag / _STEP
 
 
 def match_categorical_predictor(
@@ -406,7 +394,7 @@ def match_categorical_predictor(
     best = None
     for theta0 in starts:
         res = minimize(
-            lambda th: _complex_step_value_and_grad(loss, th),
+            lambda th: _complex_step(loss, th, _STEP),
             theta0,
             jac=True,
             method="L-BFGS-B",

@@ -28,6 +28,8 @@ from sklearn.utils import check_random_state
 from .models import (
     _batched_task_expectation,
     _categorical_probe_emissions,
+    _complex_step,
+    _softmax_rows,
     _stationary,
 )
 from .tasks import parse_task
@@ -53,10 +55,8 @@ LocalResult = namedtuple(
 
 def _logits_to_rows(Z):
     """Rows of a stochastic matrix from ``(..., m - 1)`` free logits."""
-    Z = np.concatenate([Z, np.zeros(Z.shape[:-1] + (1,), dtype=Z.dtype)], axis=-1)
-    Z = Z - np.real(Z).max(axis=-1, keepdims=True)
-    E = np.exp(Z)
-    return E / E.sum(axis=-1, keepdims=True)
+    zeros = np.zeros(Z.shape[:-1] + (1,), dtype=Z.dtype)
+    return _softmax_rows(np.concatenate([Z, zeros], axis=-1))
 
 
 def _rows_to_logits(P):
@@ -151,10 +151,8 @@ def _generic_theta(emission, k, d, rng):
 
 
 def jacobian(predictor, theta):
-    """Exact Jacobian of a batched analytic map by the complex step."""
-    n = theta.size
-    batch = theta[None, :] + 1j * _STEP * np.eye(n)
-    return (predictor(batch).imag / _STEP).T
+    """Exact Jacobian ``(n_outputs, n_parameters)`` by the complex step."""
+    return _complex_step(predictor, theta, _STEP)[1]
 
 
 def local_identifiability(

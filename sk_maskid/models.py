@@ -88,6 +88,39 @@ def _backward(transmat, B, c):
     return beta
 
 
+def _smooth(startprob, transmat, B):
+    """Forward-backward: ``alpha``, ``beta``, ``c`` and the posteriors ``gamma``.
+
+    ``gamma[n, t, i] = P(h_t = i | observed tokens)``, renormalised per step.
+    """
+    alpha, c = _forward(startprob, transmat, B)
+    beta = _backward(transmat, B, c)
+    gamma = alpha * beta
+    gamma /= gamma.sum(axis=2, keepdims=True)
+    return alpha, beta, c, gamma
+
+
+def _softmax_rows(Z):
+    """Row-wise softmax, stable for complex-step arguments (real-part shift)."""
+    Z = Z - np.real(Z).max(axis=-1, keepdims=True)
+    E = np.exp(Z)
+    return E / E.sum(axis=-1, keepdims=True)
+
+
+def _complex_step(function, theta, step):
+    """Value at ``theta`` and exact Jacobian of a batched analytic map.
+
+    ``function`` maps a batch of parameter vectors ``(P, n)`` to outputs
+    ``(P, ...)``; the base point and its ``n`` imaginary perturbations go
+    through in one batch. Returns ``(f(theta), J)`` with ``J`` of shape
+    ``f.shape + (n,)``; no subtraction, so no cancellation error.
+    """
+    n = theta.size
+    batch = np.vstack([theta[None, :] + 0j, theta[None, :] + 1j * step * np.eye(n)])
+    values = function(batch)
+    return values[0].real, np.moveaxis(values[1:].imag / step, 0, -1)
+
+
 def _expand(a, ndim):
     """Reshape ``(n, ...)`` so its trailing axes line up with an ndim array."""
     return a.reshape(a.shape[:1] + (1,) * (ndim - a.ndim) + a.shape[1:])
@@ -292,10 +325,7 @@ class _BaseHMMModel:
         """
         X = self._check_X(X)
         B, _ = self._emission_likelihood(X)
-        alpha, c = _forward(self.startprob_, self.transmat_, B)
-        beta = _backward(self.transmat_, B, c)
-        gamma = alpha * beta
-        return gamma / gamma.sum(axis=2, keepdims=True)
+        return _smooth(self.startprob_, self.transmat_, B)[3]
 
     def masked_log_predictive(self, X, mask):
         """``log p(x_j | tokens outside the mask)`` for every masked token.
@@ -328,10 +358,7 @@ class _BaseHMMModel:
             raise ValueError("X must be complete: the mask says what is hidden")
         B_true, shift = self._emission_likelihood(X)
         B = np.where(mask[..., None], 1.0, B_true)
-        alpha, c = _forward(self.startprob_, self.transmat_, B)
-        beta = _backward(self.transmat_, B, c)
-        gamma = alpha * beta
-        gamma /= gamma.sum(axis=2, keepdims=True)
+        gamma = _smooth(self.startprob_, self.transmat_, B)[3]
         with np.errstate(divide="ignore"):
             out = np.log(np.sum(gamma * B_true, axis=2)) + shift
         out[~mask] = np.nan

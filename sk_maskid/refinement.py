@@ -10,7 +10,7 @@ sequence with per-sequence Python overhead and is an optional dependency.
 
 import numpy as np
 
-from .models import CategoricalHMMModel, GaussianHMMModel, _backward, _forward
+from .models import CategoricalHMMModel, GaussianHMMModel, _smooth
 
 __all__ = ["baum_welch"]
 
@@ -18,12 +18,9 @@ __all__ = ["baum_welch"]
 def _e_step(model, X):
     """Posteriors, summed transition posteriors and the log-likelihood."""
     B, log_shift = model._emission_likelihood(X)
-    alpha, c = _forward(model.startprob_, model.transmat_, B)
-    beta = _backward(model.transmat_, B, c)
+    alpha, beta, c, gamma = _smooth(model.startprob_, model.transmat_, B)
     with np.errstate(divide="ignore"):
         loglik = float(np.log(c).sum() + log_shift.sum())
-    gamma = alpha * beta
-    gamma /= gamma.sum(axis=2, keepdims=True)
     k = model.n_components
     # sum_t xi_t(i, j) = T_ij * sum_t alpha_t(i) [B_{t+1} beta_{t+1} / c_{t+1}](j)
     left = alpha[:, :-1].reshape(-1, k)
