@@ -34,6 +34,7 @@ from .extraction import (
     cp_decompose,
     fit_gaussian_posterior,
     match_categorical_predictor,
+    polish_tensor_readout,
     project_simplex,
     readout_categorical,
     readout_gaussian,
@@ -55,12 +56,6 @@ from .tasks import (
 )
 
 __all__ = ["MaskedCategoricalHMM", "MaskedGaussianHMM"]
-
-# L-BFGS iterations that polish a tensor read-out under the log-loss. On a
-# k=4, d=12 model at 1e6 tokens (seed 0) the emission error went 0.018 ->
-# 0.016 after 100 iterations and 0.009 after 500, at three times the cost;
-# each iteration costs a few milliseconds.
-_POLISH_ITER = 100
 
 # Diagnostics beyond which extraction is reported as unreliable.
 _MAX_FIT_ERROR = 0.25
@@ -496,8 +491,9 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
         Smallest singular value of the column-normalised CP factors (NaN for
         predictor matching).
     n_iter_ : int
-        Iterations of the final optimiser (L-BFGS of predictor matching, which
-        also polishes the tensor read-out).
+        L-BFGS iterations of the final optimiser: predictor matching, or the
+        polish of the tensor read-out under the task's log-loss (at most
+        ``max_iter`` either way).
     refine_iter_ : int
         EM iterations kept by ``refine="em"`` (0 without refinement).
     refine_history_ : list of float
@@ -667,21 +663,28 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
             start = None
             method, condition = "predictor matching", np.nan
         table, seen, weights = self._predictor_table(counts, task, d)
-        out = match_categorical_predictor(
-            task,
-            _observed_windows(np.flatnonzero(seen), task, d),
-            table[seen],
-            weights[seen],
-            k,
-            d,
-            n_init=self.n_init,
-            max_iter=self.max_iter
-            if start is None
-            else min(self.max_iter, _POLISH_ITER),
-            tol=self.tol,
-            random_state=rng,
-            init=start,
-        )
+        if start is not None:
+            out = polish_tensor_readout(
+                counts / counts.sum(),
+                route,
+                task.observed[0],
+                *start,
+                max_iter=self.max_iter,
+                tol=self.tol,
+            )
+        else:
+            out = match_categorical_predictor(
+                task,
+                _observed_windows(np.flatnonzero(seen), task, d),
+                table[seen],
+                weights[seen],
+                k,
+                d,
+                n_init=self.n_init,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                random_state=rng,
+            )
         transmat, emission = out["transmat"], out["emissionprob"]
         n_iter = out["n_iter"]
         if start is None:

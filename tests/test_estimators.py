@@ -195,6 +195,53 @@ def test_gaussian_posterior_form_reaches_the_optimum():
     np.testing.assert_allclose(est.transmat_.sum(1), 1)
 
 
+@pytest.mark.parametrize("spelling", ["1->2*3", "2->1*3", "3->1*2", "1->2*4"])
+def test_tensor_polish_loss_and_gradient_are_exact(spelling):
+    # The closed-form loss equals the excess cross-entropy of the HMM's exact
+    # predictor over the table (what predictor matching minimises), and its
+    # gradient equals the complex-step derivative.
+    from sk_maskid.extraction import _triple_loss
+    from sk_maskid.models import (
+        CategoricalHMMModel,
+        _complex_step,
+        _softmax_rows,
+        _stationary,
+    )
+    from sk_maskid.tasks import parse_task
+
+    task = parse_task(spelling)
+    k, d = 3, 4
+    rng = np.random.default_rng(0)
+    table = rng.random((d, d, d))
+    table /= table.sum()
+    theta = rng.standard_normal(k * k + k * d)
+    s1, s2, s3 = task.positions
+    axis = task.positions.index(task.observed[0])
+    args = (table, (s2 - s1, s3 - s2), axis, k, d)
+
+    value, grad = _triple_loss(theta, *args, 0.0)  # 0.0: the raw cross-entropy
+    batched = lambda th: np.array([_triple_loss(t, *args, 0.0)[0] for t in th])  # noqa: E731
+    np.testing.assert_allclose(
+        grad, _complex_step(batched, theta, 1e-20)[1], atol=1e-12
+    )
+
+    T = _softmax_rows(theta[: k * k].reshape(k, k))
+    O = _softmax_rows(theta[k * k :].reshape(k, d))
+    windows = np.full((d, max(task.positions)), 0)
+    windows[:, task.observed[0] - 1] = np.arange(d)
+    pred = CategoricalHMMModel(_stationary(T), T, O).conditional_expectation(
+        task, windows
+    )
+    # the table's conditional, laid out like the predictor (target in order)
+    targets = [task.positions.index(p) for p in task.targets[0]]
+    cond = np.transpose(table, [axis] + targets).reshape(d, d * d)
+    weights = cond.sum(axis=1)
+    cond = cond / weights[:, None]
+    excess = np.sum(weights[:, None] * cond * np.log(cond / pred))
+    entropy = -np.sum(weights[:, None] * cond * np.log(cond))
+    np.testing.assert_allclose(value - entropy, excess, rtol=0, atol=1e-12)
+
+
 def test_categorical_pair_task_is_not_identifiable():
     model = make_categorical_hmm(3, 5, random_state=0)
     X = model.sample(3000, 3, random_state=0)
