@@ -10,6 +10,7 @@ extra installs it).
 from numbers import Integral, Real
 
 import numpy as np
+from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
@@ -19,6 +20,20 @@ from ._validation import check_categorical_sequences, check_gaussian_sequences
 from .models import CategoricalHMMModel, GaussianHMMModel
 
 __all__ = ["HMMLearnBaseline"]
+
+
+def _fit_restart(emission, n_components, d, params, seed, flat, lengths):
+    """One EM run from hmmlearn's random initialisation (a joblib task)."""
+    from hmmlearn import hmm
+
+    if emission == "categorical":
+        model = hmm.CategoricalHMM(
+            n_components, n_features=d, random_state=seed, **params
+        )
+    else:
+        model = hmm.GaussianHMM(n_components, random_state=seed, **params)
+    model.fit(flat, lengths)
+    return model.score(flat, lengths), model
 
 
 class HMMLearnBaseline(BaseEstimator):
@@ -38,6 +53,10 @@ class HMMLearnBaseline(BaseEstimator):
         EM stops when the training log-likelihood gains less than this.
     covariance_type : {"spherical", "diag"}, default="diag"
         Gaussian covariance form.
+    n_jobs : int, default=None
+        Restarts run in parallel with joblib (``None`` means 1 unless in a
+        :func:`joblib.parallel_backend` context, ``-1`` all processors). The
+        restarts' seeds are drawn first, so the result does not depend on it.
     random_state : int, RandomState instance or None, default=None
         Seeds the restarts.
 
@@ -69,6 +88,7 @@ class HMMLearnBaseline(BaseEstimator):
         "n_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
         "covariance_type": [StrOptions({"spherical", "diag"})],
+        "n_jobs": [Integral, None],
         "random_state": ["random_state"],
     }
 
@@ -81,6 +101,7 @@ class HMMLearnBaseline(BaseEstimator):
         n_iter=500,
         tol=1e-4,
         covariance_type="diag",
+        n_jobs=None,
         random_state=None,
     ):
         self.n_components = n_components
@@ -89,6 +110,7 @@ class HMMLearnBaseline(BaseEstimator):
         self.n_iter = n_iter
         self.tol = tol
         self.covariance_type = covariance_type
+        self.n_jobs = n_jobs
         self.random_state = random_state
 
     def _check(self, X, reset):
@@ -140,44 +162,26 @@ class HMMLearnBaseline(BaseEstimator):
         -------
         self : object
         """
-        from hmmlearn import hmm
-
         X = self._check(X, reset=True)
         rng = check_random_state(self.random_state)
         n, length = X.shape[:2]
         lengths = np.full(n, length)
         if self.emission == "categorical":
-            flat = X.reshape(-1, 1)
-            d = int(X.max()) + 1
+            flat, d = X.reshape(-1, 1), int(X.max()) + 1
         else:
-            flat = X.reshape(-1, X.shape[2])
-        best, scores = None, []
-        for _ in range(self.n_restarts):
-            seed = rng.randint(2**31 - 1)
-            if self.emission == "categorical":
-                model = hmm.CategoricalHMM(
-                    self.n_components,
-                    n_features=d,
-                    n_iter=self.n_iter,
-                    tol=self.tol,
-                    implementation="scaling",
-                    random_state=seed,
-                )
-            else:
-                model = hmm.GaussianHMM(
-                    self.n_components,
-                    covariance_type=self.covariance_type,
-                    n_iter=self.n_iter,
-                    tol=self.tol,
-                    implementation="scaling",
-                    random_state=seed,
-                )
-            model.fit(flat, lengths)
-            score = model.score(flat, lengths)
-            scores.append(score)
-            if best is None or score > best[0]:
-                best = (score, model)
-        model = best[1]
+            flat, d = X.reshape(-1, X.shape[2]), None
+        params = {"n_iter": self.n_iter, "tol": self.tol, "implementation": "scaling"}
+        if self.emission == "gaussian":
+            params["covariance_type"] = self.covariance_type
+        seeds = [rng.randint(2**31 - 1) for _ in range(self.n_restarts)]
+        runs = Parallel(n_jobs=self.n_jobs)(
+            delayed(_fit_restart)(
+                self.emission, self.n_components, d, params, seed, flat, lengths
+            )
+            for seed in seeds
+        )
+        scores = [score for score, _ in runs]
+        model = runs[int(np.argmax(scores))][1]  # the first of equal scores
         history = list(model.monitor_.history)
         self.hmm_ = model
         self.n_iter_ = int(model.monitor_.iter)

@@ -53,6 +53,24 @@ def test_best_restart_is_kept_and_recovers_gaussian():
     assert recovery_error(model, est)["emission"] < 0.1
 
 
+def test_parallel_restarts_equal_sequential():
+    X = make_categorical_hmm(3, 6, random_state=0).sample(200, 20, random_state=0)
+    fits = [
+        HMMLearnBaseline(3, n_restarts=3, n_iter=20, n_jobs=n_jobs, random_state=0).fit(
+            X
+        )
+        for n_jobs in (1, 2)
+    ]
+    np.testing.assert_array_equal(*(f.restart_log_likelihoods_ for f in fits))
+    np.testing.assert_array_equal(*(f.transmat_ for f in fits))
+    np.testing.assert_array_equal(*(f.emissionprob_ for f in fits))
+    # three distinct restarts, the best one kept
+    assert len(set(fits[0].restart_log_likelihoods_)) == 3
+    assert fits[0].model_.log_likelihood(X).sum() == pytest.approx(
+        fits[0].restart_log_likelihoods_.max(), rel=1e-9
+    )
+
+
 def test_cross_validate_masked_and_baseline_with_one_scorer():
     model = make_categorical_hmm(3, 6, self_transition=0.5, random_state=0)
     seqs = model.sample(300, 40, random_state=0)
