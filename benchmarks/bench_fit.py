@@ -12,13 +12,9 @@ import argparse
 import time
 
 import numpy as np
+from _common import benchmark_model, print_header
 
-from sk_maskid import (
-    MaskedCategoricalHMM,
-    MaskedGaussianHMM,
-    make_categorical_hmm,
-    make_gaussian_hmm,
-)
+from sk_maskid import MaskedCategoricalHMM, MaskedGaussianHMM
 from sk_maskid.metrics import recovery_error
 from sk_maskid.tasks import _categorical_counts, _gaussian_moments
 
@@ -26,11 +22,10 @@ WINDOW = 5
 
 
 def _run(emission, n_tokens, seed):
+    model = benchmark_model(emission, seed)
     if emission == "categorical":
-        model = make_categorical_hmm(4, 12, random_state=seed)
         est = MaskedCategoricalHMM(4, n_features=12, random_state=0)
     else:
-        model = make_gaussian_hmm(3, 6, random_state=seed)
         est = MaskedGaussianHMM(3, random_state=0)
     X = model.sample(int(n_tokens) // WINDOW, WINDOW, random_state=seed)
     start = time.perf_counter()
@@ -52,12 +47,10 @@ def main(argv=None):
     parser.add_argument("--n-seeds", type=int, default=3)
     parser.add_argument("--sizes", type=float, nargs="+", default=[1e5, 1e6, 1e7])
     args = parser.parse_args(argv)
-    header = (
-        f"{'emission':<12}{'tokens':>10}{'stats s':>10}{'extract s':>11}"
-        f"{'total s':>10}{'err emis':>10}{'err trans':>11}"
+    print_header(
+        f"{'emission':<12}{'tokens':>10}{'stats s':>10}{'extract s':>11}",
+        f"{'total s':>10}{'err emis':>10}{'err trans':>11}",
     )
-    print(header)
-    print("-" * len(header))
     for emission in ("categorical", "gaussian"):
         for n_tokens in args.sizes:
             rows = np.array([_run(emission, n_tokens, s) for s in range(args.n_seeds)])

@@ -27,13 +27,9 @@ import time
 import warnings
 
 import numpy as np
+from _common import benchmark_model, print_header
 
-from sk_maskid import (
-    MaskedCategoricalHMM,
-    MaskedGaussianHMM,
-    make_categorical_hmm,
-    make_gaussian_hmm,
-)
+from sk_maskid import MaskedCategoricalHMM, MaskedGaussianHMM
 from sk_maskid.baselines import HMMLearnBaseline
 from sk_maskid.metrics import recovery_error
 
@@ -76,12 +72,10 @@ def main(argv=None):
     parser.add_argument("--emissions", nargs="+", default=["categorical", "gaussian"])
     parser.add_argument("--n-jobs", type=int, default=2)
     args = parser.parse_args(argv)
-    header = (
-        f"{'emission':<12}{'tokens':>8}  {'method':<10}{'time s':>9}{'iters':>7}"
-        f"{'err emis':>10}{'err trans':>11}{'held-out ll':>13}"
+    print_header(
+        f"{'emission':<12}{'tokens':>8}  {'method':<10}{'time s':>9}{'iters':>7}",
+        f"{'err emis':>10}{'err trans':>11}{'held-out ll':>13}",
     )
-    print(header)
-    print("-" * len(header), flush=True)
     for emission in args.emissions:
         for n_tokens in args.sizes:
             for name, make in _methods(emission, args.restarts, args.n_jobs).items():
@@ -89,11 +83,7 @@ def main(argv=None):
                     continue
                 rows = []
                 for seed in range(args.runs):
-                    model = (
-                        make_categorical_hmm(4, 12, random_state=seed)
-                        if emission == "categorical"
-                        else make_gaussian_hmm(3, 6, random_state=seed)
-                    )
+                    model = benchmark_model(emission, seed)
                     window = min(args.window, int(n_tokens) // 2)
                     X = model.sample(int(n_tokens) // window, window, random_state=seed)
                     test = model.sample(

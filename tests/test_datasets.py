@@ -32,3 +32,25 @@ def test_bad_arguments():
         make_gaussian_hmm(0, 4)
     with pytest.raises(ValueError, match="self_transition"):
         make_categorical_hmm(2, 4, self_transition=1.0)
+    with pytest.raises(ValueError, match="emission_concentration must be positive"):
+        make_categorical_hmm(2, 4, emission_concentration=0.0)
+
+
+def test_emission_concentration_peaks_the_emissions():
+    # Dirichlet(a) rows over d symbols: the largest entry grows as a falls.
+    # For a=1 (uniform on the simplex) E[max] = H_d / d = 0.2586 at d=12;
+    # measured 0.2555 over 80 rows (rejection of ill-conditioned draws
+    # barely moves it) and 0.581 for a=0.1.
+    peaks = {
+        a: np.mean(
+            [
+                make_categorical_hmm(
+                    4, 12, emission_concentration=a, random_state=s
+                ).emissionprob_.max(axis=1)
+                for s in range(20)
+            ]
+        )
+        for a in (0.1, 1.0)
+    }
+    assert abs(peaks[1.0] - np.sum(1.0 / np.arange(1, 13)) / 12) < 0.02, peaks
+    assert peaks[0.1] > 0.5, peaks

@@ -12,6 +12,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sk_maskid import (
+    ExtractionWarning,
     MaskedCategoricalHMM,
     MaskedGaussianHMM,
     NonIdentifiabilityWarning,
@@ -101,9 +102,8 @@ def test_tensor_tasks_recover_the_model_from_population_counts(task):
         warnings.simplefilter("ignore", NonIdentifiabilityWarning)
         est.extract_parameters_()
     errors = recovery_error(model, est)
-    # a gap on both sides of the latent position leaves a root of T^2
-    tol = 1e-6 if task != "1->2*4" else 1e-6
-    assert max(errors.values()) <= tol, errors
+    # "1->2*4" goes through the principal square root of T^2: exact here too
+    assert max(errors.values()) <= 1e-6, errors
 
 
 def test_partial_fit_equals_fit_categorical():
@@ -158,6 +158,26 @@ def test_recovery_categorical_tensor_task():
         assert est.identifiable_ and est.extraction_method_ == "cp"
         assert errors["emission"] <= 0.03, (seed, errors)
         assert errors["transmat"] <= 0.1, (seed, errors)
+
+
+def test_recovery_categorical_issue_target_on_peaked_emissions():
+    # The issue's target (k=4, d=12, 2e5 windows of 5 tokens, seeds 0..4:
+    # emission <= 0.01, transmat <= 0.015) on models whose emission rows are
+    # Dirichlet(0.1). Measured: emission 0.0077/0.0040/0.0069/0.0070/0.0064,
+    # transmat 0.0109/0.0030/0.0041/0.0071/0.0050. With Dirichlet(1) rows the
+    # same fits give transmat 0.027-0.160: the triple statistic of 1e6 tokens
+    # does not carry more (1e8 streamed tokens reach 0.0079 on seed 0).
+    for seed in range(5):
+        model = make_categorical_hmm(
+            4, 12, emission_concentration=0.1, random_state=seed
+        )
+        X = model.sample(200_000, 5, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExtractionWarning)  # a rare symbol
+            est = MaskedCategoricalHMM(4, n_features=12, random_state=0).fit(X)
+        errors = recovery_error(model, est)
+        assert errors["emission"] <= 0.01, (seed, errors)
+        assert errors["transmat"] <= 0.015, (seed, errors)
 
 
 def test_recovery_gaussian_tensor_task():
