@@ -92,7 +92,7 @@ def make_categorical_hmm(
         below 1 give peaked emissions, so states are easier to tell apart and
         a given number of tokens recovers the model more accurately (k=4,
         d=12, 1e6 tokens, task "1->2*3", medians over seeds 0..4: emission
-        error 0.016 at 1.0 and 0.007 at 0.1, transition error 0.058 and
+        error 0.016 at 1.0 and 0.007 at 0.1, transition error 0.051 and
         0.005); 1.0 draws rows uniformly from the simplex.
     random_state : int, RandomState instance or None, default=None
         Seed or generator.

@@ -57,6 +57,12 @@ from .tasks import (
 
 __all__ = ["MaskedCategoricalHMM", "MaskedGaussianHMM"]
 
+# ALS tolerance before the categorical log-loss polish. ALS only selects the
+# basin; the polish is the estimator. k=4, d=12, 1e6 tokens, 10 models: the
+# median fit went 0.40 -> 0.31 s (slowest 0.86 -> 0.45 s) at the same errors
+# (1e-6 let one emission error past 0.01).
+_ALS_TOL = 1e-7
+
 # Diagnostics beyond which extraction is reported as unreliable.
 _MAX_FIT_ERROR = 0.25
 _MIN_CONDITION = 1e-3
@@ -434,7 +440,9 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
     max_iter : int, default=500
         Iterations per start (ALS or L-BFGS).
     tol : float, default=1e-10
-        Stopping tolerance per start.
+        Stopping tolerance per start. The ALS before the log-loss polish of
+        a tensor task stops at ``max(tol, 1e-7)``: it only has to find the
+        basin the polish then descends.
     refine : {"em"} or None, default=None
         ``"em"``: after extraction, run Baum-Welch on the training windows
         from the extracted parameters (in :meth:`fit` only; ``partial_fit``
@@ -649,7 +657,7 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
                 k,
                 n_init=self.n_init,
                 max_iter=self.max_iter,
-                tol=self.tol,
+                tol=max(self.tol, _ALS_TOL),
                 random_state=rng,
             )
             out = readout_categorical(cp, route)
