@@ -289,8 +289,9 @@ def _gaussian_moments(X, positions):
         n = len(block)
         # Feature-major (time, feature, window) with the constant coordinate:
         # every elementwise product then runs along the long window axis.
-        # Measured 21 M tokens/s against 9 M for window-major blocks, whose
-        # products run along the 7-wide feature axis.
+        # Measured 2.3-2.7 times the throughput of window-major blocks, whose
+        # products run along the 7-wide feature axis (13-21 M against 6-9 M
+        # tokens/s at d=6, 1e7 tokens, depending on the machine's load).
         Xt = np.ones((X.shape[1], D, n))
         Xt[:, :-1, :] = block.transpose(1, 2, 0)
         kr = np.empty((D, D, n))
