@@ -155,6 +155,35 @@ class _BaseMaskedHMM(TransformerMixin, BaseEstimator):
 
     _emission = None  # "categorical" or "gaussian"
 
+    def __init__(
+        self,
+        n_components,
+        *,
+        task,
+        n_init,
+        max_iter,
+        tol,
+        refine,
+        refine_iter,
+        chunk_size,
+        n_jobs,
+        random_state,
+        verbose,
+    ):
+        # The parameters both estimators share, stored unchanged (as
+        # sklearn.mixture's BaseMixture does for its subclasses).
+        self.n_components = n_components
+        self.task = task
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.refine = refine
+        self.refine_iter = refine_iter
+        self.chunk_size = chunk_size
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
     # -- subclass hooks ---------------------------------------------------
     def _check_windows(self, X, reset, task, min_windows=1):  # pragma: no cover
         raise NotImplementedError
@@ -546,18 +575,20 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
         random_state=None,
         verbose=0,
     ):
-        self.n_components = n_components
-        self.task = task
+        super().__init__(
+            n_components,
+            task=task,
+            n_init=n_init,
+            max_iter=max_iter,
+            tol=tol,
+            refine=refine,
+            refine_iter=refine_iter,
+            chunk_size=chunk_size,
+            n_jobs=n_jobs,
+            random_state=random_state,
+            verbose=verbose,
+        )
         self.n_features = n_features
-        self.n_init = n_init
-        self.max_iter = max_iter
-        self.tol = tol
-        self.refine = refine
-        self.refine_iter = refine_iter
-        self.chunk_size = chunk_size
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.verbose = verbose
 
     def _check_windows(self, X, reset, task, min_windows=1):
         # fit needs two windows at least; a partial_fit chunk may hold one
@@ -651,9 +682,10 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
             if rank < k:
                 messages.append(_rank_message(rank, k))
                 route = None  # no CP of rank k exists: fall back to matching
+        joint = counts / counts.sum()
         if route is not None:
             cp = cp_decompose(
-                counts / counts.sum(),
+                joint,
                 k,
                 n_init=self.n_init,
                 max_iter=self.max_iter,
@@ -673,7 +705,7 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
         table, seen, weights = self._predictor_table(counts, task, d)
         if start is not None:
             out = polish_tensor_readout(
-                counts / counts.sum(),
+                joint,
                 route,
                 task.observed[0],
                 *start,
@@ -912,20 +944,22 @@ refine_history_ :
         random_state=None,
         verbose=0,
     ):
-        self.n_components = n_components
-        self.task = task
+        super().__init__(
+            n_components,
+            task=task,
+            n_init=n_init,
+            max_iter=max_iter,
+            tol=tol,
+            refine=refine,
+            refine_iter=refine_iter,
+            chunk_size=chunk_size,
+            n_jobs=n_jobs,
+            random_state=random_state,
+            verbose=verbose,
+        )
         self.predictor = predictor
         self.covariance_type = covariance_type
         self.min_covar = min_covar
-        self.n_init = n_init
-        self.max_iter = max_iter
-        self.tol = tol
-        self.refine = refine
-        self.refine_iter = refine_iter
-        self.chunk_size = chunk_size
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.verbose = verbose
 
     def _resolve_predictor(self, task):
         route = _cp_route(task)

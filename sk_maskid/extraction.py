@@ -45,6 +45,7 @@ import numpy as np
 import tensorly as tl
 from scipy.linalg import fractional_matrix_power
 from scipy.optimize import minimize
+from scipy.special import xlogy
 from sklearn.utils import check_random_state
 from tensorly.cp_tensor import CPTensor
 from tensorly.decomposition import parafac
@@ -55,6 +56,7 @@ from .models import (
     _complex_step,
     _softmax_rows,
     _stationary,
+    _stationary_system,
 )
 
 __all__ = ["CPResult", "cp_decompose", "project_simplex"]
@@ -415,13 +417,10 @@ def match_categorical_predictor(
 def _stationary_grad(transmat, pi, dpi):
     """Gradient through :func:`_stationary`'s linear solve ``A pi = e_k``.
 
-    ``A`` is ``T^T - I`` with its last row replaced by ones, so
     ``dL/dA = -lam pi^T`` with ``A^T lam = dL/dpi``, and ``A[r, s] = T[s, r]``
-    on every row but the last.
+    on every row but the last (the normalisation row).
     """
-    k = len(transmat)
-    A = transmat.T - np.eye(k)
-    A[-1, :] = 1.0
+    A = _stationary_system(transmat)
     dA = -np.outer(np.linalg.solve(A.T, dpi), pi)
     dA[-1, :] = 0.0
     return dA.T
@@ -432,12 +431,13 @@ def _softmax_rows_grad(P, dP):
     return P * (dP - np.sum(dP * P, axis=-1, keepdims=True))
 
 
-def _triple_loss(theta, table, gaps, observed_axis, k, d, entropy):
+def _triple_loss(theta, table, observed, gaps, k, d, entropy):
     """Excess log-loss of a tensor task's predictor, with its gradient.
 
     ``table`` is the joint frequency table of positions ``s1 < s2 < s3``
     (``gaps = (s2 - s1, s3 - s2)``) and the predictor is the conditional of
-    the two target tokens given the token on ``observed_axis``. The HMM's
+    the two target tokens given the observed one, whose marginal frequencies
+    are ``observed``. The HMM's
     table is ``sum_h A[:, h] ⊗ B[:, h] ⊗ C[:, h]`` with
     ``A = O^T diag(pi) T^g1``, ``B = O^T``, ``C = (T^g2 O)^T``, so the loss
     is ``-sum W log J + sum W_obs log(pi^T O) - entropy``: the same number
@@ -455,7 +455,6 @@ def _triple_loss(theta, table, gaps, observed_axis, k, d, entropy):
     B = emission.T
     C = (P2 @ emission).T
     J = np.maximum(np.einsum("ah,bh,ch->abc", A, B, C), 1e-300)
-    observed = table.sum(axis=tuple(a for a in range(3) if a != observed_axis))
     marginal = pi @ emission
     value = (
         -np.sum(table * np.log(J))
@@ -515,15 +514,13 @@ def polish_tensor_readout(
     s1, s2, s3 = positions
     axis = positions.index(observed)
     observed_freq = table.sum(axis=tuple(a for a in range(3) if a != axis))
-    nonzero = table > 0
-    entropy = -np.sum(table[nonzero] * np.log(table[nonzero])) + np.sum(
-        observed_freq[observed_freq > 0] * np.log(observed_freq[observed_freq > 0])
-    )
+    # conditional entropy of the table: the loss is reported in excess of it
+    entropy = xlogy(observed_freq, observed_freq).sum() - xlogy(table, table).sum()
     theta0 = np.concatenate([np.log(transmat).ravel(), np.log(emissionprob).ravel()])
     res = minimize(
         _triple_loss,
         theta0,
-        args=(table, (s2 - s1, s3 - s2), axis, k, d, entropy),
+        args=(table, observed_freq, (s2 - s1, s3 - s2), k, d, entropy),
         jac=True,
         method="L-BFGS-B",
         options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-9},

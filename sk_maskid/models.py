@@ -202,14 +202,23 @@ def _categorical_probe_emissions(emission, probes):
     return np.where((probes >= 0)[None, :, :, None], B, 1.0)
 
 
+def _stationary_system(transmat):
+    """``A`` with ``A pi = e_k``: ``T^T - I`` with its last row set to ones.
+
+    One balance equation is replaced by the normalisation. Shared by
+    :func:`_stationary` and the gradient through it.
+    """
+    A = np.swapaxes(transmat, -1, -2) - np.eye(transmat.shape[-1])
+    A[..., -1, :] = 1.0
+    return A
+
+
 def _stationary(transmat):
     """Stationary distribution by a linear solve (complex-step safe).
 
     ``transmat`` may be ``(k, k)`` or a batch ``(n, k, k)``.
     """
-    k = transmat.shape[-1]
-    A = np.swapaxes(transmat, -1, -2) - np.eye(k)
-    A[..., -1, :] = 1.0  # replace one balance equation by the normalisation
+    A = _stationary_system(transmat)
     b = np.zeros(A.shape[:-1] + (1,), dtype=A.dtype)
     b[..., -1, 0] = 1.0
     return np.linalg.solve(A, b)[..., 0]

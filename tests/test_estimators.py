@@ -237,7 +237,8 @@ def test_tensor_polish_loss_and_gradient_are_exact(spelling):
     theta = rng.standard_normal(k * k + k * d)
     s1, s2, s3 = task.positions
     axis = task.positions.index(task.observed[0])
-    args = (table, (s2 - s1, s3 - s2), axis, k, d)
+    observed = table.sum(axis=tuple(a for a in range(3) if a != axis))
+    args = (table, observed, (s2 - s1, s3 - s2), k, d)
 
     value, grad = _triple_loss(theta, *args, 0.0)  # 0.0: the raw cross-entropy
     batched = lambda th: np.array([_triple_loss(t, *args, 0.0)[0] for t in th])  # noqa: E731
