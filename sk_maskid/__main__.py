@@ -5,10 +5,11 @@ import sys
 
 import numpy as np
 
+from .datasets import make_categorical_hmm
+from .landscape import format_landscape, landscape, plot_recovery_curves
+
 
 def _demo(args):
-    from .datasets import make_categorical_hmm
-
     model = make_categorical_hmm(
         args.n_components, args.n_symbols, random_state=args.random_state
     )
@@ -27,7 +28,6 @@ def _demo(args):
 
 
 def _landscape(args):
-    from .identifiability import format_landscape, landscape
 
     def progress(message):
         print(f"[landscape] {message}", file=sys.stderr, flush=True)
@@ -61,8 +61,6 @@ def _landscape(args):
     )
     print(format_landscape(rows))
     if args.plot:
-        from ._plotting import plot_recovery_curves
-
         progress(f"plotting recovery curves to {args.plot}")
         plot_recovery_curves(
             args.plot,

@@ -1,10 +1,10 @@
 """hmmlearn's EM (Baum-Welch) as a scikit-learn estimator on windows.
 
-The baseline the masked estimators are compared with, run fairly (DESIGN.md
-section 6): the fast ``implementation="scaling"``, many iterations, a tight
-tolerance, several random restarts keeping the best training likelihood, and
-the real iteration count. hmmlearn is an optional dependency (the ``test``
-extra installs it).
+The baseline the masked estimators are compared with, run fairly (the evaluation
+protocol on the Theory page of the documentation): the fast
+``implementation="scaling"``, many iterations, a tight tolerance, several random
+restarts keeping the best training likelihood, and the real iteration count. hmmlearn is
+an optional dependency (the ``test`` extra installs it).
 """
 
 from numbers import Integral, Real

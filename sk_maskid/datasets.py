@@ -1,18 +1,18 @@
 """Random non-degenerate HMMs for experiments and tests.
 
-The models satisfy the standing assumptions of the identifiability results
-(DESIGN.md section 1): full-rank transition matrix, stationary distribution
-bounded away from 0, emission (or mean) matrix of full column rank. They are
-drawn by rejection: a draw whose conditioning is worse than the thresholds
-below is discarded, so recovery experiments are not dominated by a rare
-near-singular model.
+The models satisfy the standing assumptions of the identifiability results (stated on
+the Theory page of the documentation): full-rank transition matrix, stationary
+distribution bounded away from 0, emission (or mean) matrix of full column rank. They
+are drawn by rejection: a draw whose conditioning is worse than the thresholds below is
+discarded, so recovery experiments are not dominated by a rare near-singular model.
 """
 
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ._hmm import stationary
 from ._validation import check_n_components
-from .models import CategoricalHMMModel, GaussianHMMModel, _stationary
+from .models import CategoricalHMMModel, GaussianHMMModel
 
 __all__ = ["make_categorical_hmm", "make_gaussian_hmm"]
 
@@ -55,7 +55,7 @@ def _draw(k, draw_emission, self_transition, rng, min_singular_emission):
     for _ in range(_MAX_TRIES):
         T = _random_transmat(k, self_transition, rng)
         emission = draw_emission()
-        pi = _stationary(T)
+        pi = stationary(T)
         if (
             np.linalg.svd(T, compute_uv=False)[-1] >= _MIN_SINGULAR_T
             and np.linalg.svd(emission, compute_uv=False)[-1] >= min_singular_emission

@@ -26,8 +26,8 @@ Two routes, chosen by what the task's predictor holds:
   ``T^g = F2^+ F3`` (or the reverse kernel from ``F1``), and ``pi`` is
   ``T``'s stationary distribution; ``pi`` from the weights is a free check.
   The least-squares CP fit is consistent but not efficient, so categorical
-  read-outs are then polished under the task's own log-loss
-  (:func:`polish_tensor_readout`, L-BFGS with a closed-form gradient).
+  read-outs are then polished under the task's own log-loss (L-BFGS with a
+  closed-form gradient).
 
 * **Predictor matching** (every other task). The HMM's own optimal predictor
   is the parametric form of the masked predictor; the parameters are fitted
@@ -35,186 +35,166 @@ Two routes, chosen by what the task's predictor holds:
   squared loss on data for Gaussian pairs) from several starts. For tasks
   that do not identify the model this returns *one* HMM consistent with the
   predictor.
+
+:func:`extract_categorical` and :func:`extract_gaussian` run the whole recipe
+on a fitted estimator's statistics and return one :class:`Extraction`; the
+estimators only turn it into fitted attributes. The science behind both
+routes is on the Theory page of the documentation.
 """
 
 from __future__ import annotations
 
-from collections import namedtuple
+from dataclasses import dataclass
 
 import numpy as np
-import tensorly as tl
 from scipy.linalg import fractional_matrix_power
-from scipy.optimize import minimize
-from scipy.special import xlogy
+from sklearn.cluster import kmeans_plusplus
 from sklearn.utils import check_random_state
-from tensorly.cp_tensor import CPTensor
-from tensorly.decomposition import parafac
+from tensorly.tenalg.proximal import simplex_prox
 
-from .models import (
-    _batched_task_expectation,
-    _categorical_probe_emissions,
-    _complex_step,
-    _softmax_rows,
-    _stationary,
-    _stationary_system,
+from ._cp import CPResult, cp_decompose
+from ._hmm import RANK_RTOL, stationary
+from ._matching import (
+    fit_gaussian_posterior,
+    match_categorical_predictor,
+    polish_tensor_readout,
 )
+from .models import CategoricalHMMModel, GaussianHMMModel
 
-__all__ = ["CPResult", "cp_decompose", "project_simplex"]
+__all__ = [
+    "CPResult",
+    "Extraction",
+    "cp_decompose",
+    "extract_categorical",
+    "extract_gaussian",
+    "readout_categorical",
+    "readout_gaussian",
+    "tensor_route",
+]
 
-CPResult = namedtuple(
-    "CPResult", ["weights", "factors", "fit_error", "condition", "n_iter"]
-)
-CPResult.__doc__ = """Result of :func:`cp_decompose`.
+# Floor on extracted probabilities: a zero emission probability makes one
+# held-out symbol impossible (log-likelihood -inf).
+PROB_FLOOR = 1e-6
 
-weights : ndarray of shape (rank,)
-factors : list of 3 ndarrays of shape (dim_m, rank)
-fit_error : float
-    Relative reconstruction error ``||W - W_hat|| / ||W||``.
-condition : float
-    Smallest singular value over the three factors after scaling every
-    column to unit norm (1 for orthogonal factors, 0 for collinear ones).
-n_iter : int
-    ALS iterations of the kept start.
-"""
+# ALS tolerance before the categorical log-loss polish: ALS only selects the
+# basin, the polish is the estimator (k=4, d=12, 1e6 tokens, 10 models: the
+# median fit went 0.40 -> 0.31 s at the same errors; 1e-6 let one emission
+# error past 0.01).
+_ALS_TOL = 1e-7
+
+# k-means++ seeds of the posterior form are drawn from at most this many tokens.
+_SEED_SAMPLE = 20_000
 
 
-def project_simplex(V):
+@dataclass(frozen=True)
+class Extraction:
+    """An HMM read out of a fitted predictor, with its diagnostics.
+
+    Attributes
+    ----------
+    model : CategoricalHMMModel or GaussianHMMModel
+        The extracted HMM (``startprob_`` is the stationary distribution).
+    method : {"cp", "predictor matching", "posterior", "degenerate"}
+        The route taken.
+    fit_error : float
+        Relative CP reconstruction error ("cp" on Gaussian tokens), excess
+        cross-entropy (categorical) or squared loss ("posterior"); NaN for
+        "degenerate".
+    condition : float
+        Smallest singular value of the column-normalised CP factors (NaN off
+        the CP route).
+    n_iter : int
+        Iterations of the final optimiser (L-BFGS, or ALS on Gaussian CP).
+    finite_ambiguity : bool
+        Whether the task sees the transition matrix only through a power
+        ``T^g`` (whose other stochastic roots are equally good).
+    messages : tuple of str
+        Problems found in the data (unseen symbols, thin or rank-deficient
+        statistics).
+    predictor : ndarray or None
+        Categorical tasks: the learned predictor table, one row per
+        combination of observed symbols (unseen rows filled with the
+        extracted HMM's exact prediction). None for Gaussian tokens.
+    """
+
+    model: CategoricalHMMModel | GaussianHMMModel
+    method: str
+    fit_error: float
+    condition: float
+    n_iter: int
+    finite_ambiguity: bool
+    messages: tuple[str, ...]
+    predictor: np.ndarray | None = None
+
+
+def tensor_route(task):
+    """Positions ``(s1, s2, s3)`` if the tensor route applies, else None.
+
+    It applies when one token is observed and the single target is the
+    tensor product of two others: the predictor stacked over the observed
+    value is then a rank-k CP tensor.
+    """
+    if len(task.observed) == 1 and len(task.targets) == 1 and len(task.targets[0]) == 2:
+        return task.positions
+    return None
+
+
+def _project_rows(V):
     """Euclidean projection of each row of ``V`` onto the probability simplex.
 
-    The sort-based algorithm of Duchi et al. (2008), vectorised over rows; no
-    well-kept library exposes it, hence written here.
-
-    Parameters
-    ----------
-    V : array-like of shape (n_rows, n)
-
-    Returns
-    -------
-    ndarray of shape (n_rows, n)
+    tensorly projects columns, and returns a vector for a single column.
     """
-    V = np.atleast_2d(np.asarray(V, dtype=float))
-    n = V.shape[1]
-    U = -np.sort(-V, axis=1)
-    css = np.cumsum(U, axis=1) - 1.0
-    ind = np.arange(1, n + 1)
-    rho = np.count_nonzero(U - css / ind > 0, axis=1)
-    theta = css[np.arange(len(V)), rho - 1] / rho
-    return np.maximum(V - theta[:, None], 0.0)
+    V = np.atleast_2d(V)
+    return simplex_prox(V.T, 1.0).reshape(V.shape[::-1]).T
 
 
-# --------------------------------------------------------------------------
-# CP decomposition: Jennrich start, tensorly ALS refinement.
-# --------------------------------------------------------------------------
-def _jennrich(tensor, rank, rng):
-    """Closed-form CP factors by simultaneous diagonalisation.
+def _floor(P):
+    """Lift exact zeros left by the simplex projection to ``PROB_FLOOR``.
 
-    Two random combinations of the mode-3 slices, ``Wa = A diag(C^T a) B^T``
-    and ``Wb``, are projected on the leading singular subspaces of modes 1
-    and 2; the eigenvectors of ``Ma Mb^-1`` give ``A``. Then each row of
-    ``A^+ W`` is a rank-1 matrix ``B[:, h] C[:, h]^T`` (one SVD each).
+    The change to any entry is at most ``PROB_FLOOR``.
     """
-    I, J, K = tensor.shape
-    U = np.linalg.svd(tensor.reshape(I, J * K), full_matrices=False)[0][:, :rank]
-    V = np.linalg.svd(np.moveaxis(tensor, 1, 0).reshape(J, I * K), full_matrices=False)[
-        0
-    ][:, :rank]
-    a, b = rng.standard_normal((2, K))
-    Ma = U.T @ (tensor @ a) @ V
-    Mb = U.T @ (tensor @ b) @ V
-    vals, vecs = np.linalg.eig(Ma @ np.linalg.pinv(Mb))
-    # Noise can turn two real eigenvalues into a conjugate pair; their real
-    # and imaginary parts span the same plane, and keep A full rank.
-    basis = np.real(vecs)
-    pair = np.flatnonzero(vals.imag > 1e-12 * np.abs(vals).max())
-    basis[:, pair] = np.real(vecs[:, pair])
-    conj = [np.flatnonzero(np.isclose(vals, np.conj(vals[i])))[0] for i in pair]
-    basis[:, conj] = np.imag(vecs[:, pair])
-    A = U @ basis
-    Z = np.einsum("hi,ijk->hjk", np.linalg.pinv(A), tensor)
-    B = np.empty((J, rank))
-    C = np.empty((K, rank))
-    for h in range(rank):  # a loop over components, not over data
-        u, s, vt = np.linalg.svd(Z[h], full_matrices=False)
-        B[:, h] = u[:, 0] * s[0]
-        C[:, h] = vt[0]
-    return [A, B, C]
+    P = np.maximum(P, PROB_FLOOR)
+    return P / P.sum(axis=1, keepdims=True)
 
 
-def _condition(factors):
-    normalised = [f / np.linalg.norm(f, axis=0) for f in factors]
-    return float(min(np.linalg.svd(f, compute_uv=False)[-1] for f in normalised))
+def _stationary_or_uniform(transmat):
+    """Stationary distribution; uniform if the extracted chain is reducible."""
+    try:
+        pi = np.real(stationary(transmat))
+    except np.linalg.LinAlgError:
+        pi = None
+    if pi is None or not np.all(np.isfinite(pi)) or pi.min() < -1e-9:
+        return np.full(len(transmat), 1.0 / len(transmat))
+    return _project_rows(pi[None])[0]
 
 
-def cp_decompose(tensor, rank, *, n_init=5, max_iter=500, tol=1e-12, random_state=None):
-    """Rank-``rank`` CP decomposition of a 3-way tensor, best of ``n_init``.
+def _unfolding_rank(tensor):
+    """Smallest numerical rank over the mode unfoldings of a 3-way tensor.
 
-    Each start is a Jennrich step on random slice combinations (random
-    factors when ``rank`` exceeds a mode's dimension), refined by
-    :func:`tensorly.decomposition.parafac` (ALS with line search).
-
-    Parameters
-    ----------
-    tensor : ndarray of shape (I, J, K)
-    rank : int
-    n_init : int, default=5
-        Number of starts; the one with the smallest reconstruction error is
-        kept.
-    max_iter : int, default=500
-        ALS iterations per start.
-    tol : float, default=1e-12
-        ALS stopping tolerance on the change of reconstruction error.
-    random_state : int, RandomState instance or None, default=None
-
-    Returns
-    -------
-    CPResult
+    A CP decomposition of rank k needs every unfolding to have rank >= k;
+    constant or too-regular data (one symbol, one repeated token) fall short.
     """
-    rng = check_random_state(random_state)
-    tensor = np.asarray(tensor, dtype=float)
-    norm = np.linalg.norm(tensor)
-    if norm == 0:
-        raise ValueError("cannot decompose an all-zero tensor")
-    best = None
-    for _ in range(n_init):
-        if rank <= min(tensor.shape[:2]):
-            init = _jennrich(tensor, rank, rng)
-        else:
-            init = [rng.standard_normal((n, rank)) for n in tensor.shape]
-        try:
-            cp, errors = parafac(
-                tl.tensor(tensor),
-                rank,
-                n_iter_max=max_iter,
-                init=CPTensor((np.ones(rank), init)),
-                tol=tol,
-                # Line search extrapolates across ALS swamps: measured 184
-                # iterations to tol=1e-10 instead of 500 without reaching it
-                # (k=4, d=12, 1e6 tokens), at a lower residual.
-                linesearch=True,
-                random_state=rng,
-                return_errors=True,
-            )
-        except np.linalg.LinAlgError:
-            continue  # a degenerate start (collinear factors); try another
-        if not all(np.all(np.isfinite(f)) for f in cp[1]):
-            continue
-        weights, factors = cp
-        error = np.linalg.norm(tl.cp_to_tensor(cp) - tensor) / norm
-        if best is None or error < best[0]:
-            best = (
-                error,
-                np.asarray(weights),
-                [np.asarray(f) for f in factors],
-                len(errors),
-            )
-    if best is None:
-        raise ValueError(
-            f"the rank-{rank} CP decomposition failed from all {n_init} starts "
-            "(singular normal equations): the data do not support this many "
-            "components"
-        )
-    error, weights, factors, n_iter = best
-    return CPResult(weights, factors, float(error), _condition(factors), n_iter)
+    ranks = []
+    for mode in range(tensor.ndim):
+        unfolded = np.moveaxis(tensor, mode, 0).reshape(tensor.shape[mode], -1)
+        sv = np.linalg.svd(unfolded, compute_uv=False)
+        ranks.append(int(np.count_nonzero(sv > RANK_RTOL * sv[0])) if sv[0] > 0 else 0)
+    return min(ranks)
+
+
+def _thin_message(n, n_statistics):
+    return (
+        f"only {int(n)} sub-windows for {n_statistics} statistics: the estimates "
+        "will be very noisy"
+    )
+
+
+def _rank_message(rank, k):
+    return (
+        f"the statistics have rank {rank} < n_components={k} (constant or "
+        "too regular sequences): the data support at most "
+        f"{max(rank, 1)} states, so the extracted HMM is a placeholder"
+    )
 
 
 # --------------------------------------------------------------------------
@@ -238,7 +218,7 @@ def _transmat_from_factors(F_before, F_mid, F_after, gaps, pi_weights):
     ``gaps = (s2 - s1, s3 - s2)``. A neighbour one step ahead gives
     ``T`` directly, one step behind gives the reverse kernel (converted with
     the weights' ``pi``); larger gaps give a power of ``T`` whose principal
-    root is taken, a finite ambiguity (DESIGN.md, Claim 1).
+    root is taken, a finite ambiguity (Claim 1 of the paper).
 
     Returns ``(transmat, finite_ambiguity)``.
     """
@@ -273,8 +253,8 @@ def readout_categorical(cp, positions):
     T_col, ambiguous = _transmat_from_factors(
         factors[0], factors[1], factors[2], (s2 - s1, s3 - s2), w
     )
-    transmat = project_simplex(T_col.T)
-    emissionprob = project_simplex(factors[1].T)
+    transmat = _project_rows(T_col.T)
+    emissionprob = _project_rows(factors[1].T)
     return {
         "transmat": transmat,
         "emissionprob": emissionprob,
@@ -309,7 +289,7 @@ def readout_gaussian(cp, positions, m_sq, n, min_covar):
     T_col, ambiguous = _transmat_from_factors(
         factors[0], factors[1], factors[2], (s2 - s1, s3 - s2), w
     )
-    transmat = project_simplex(T_col.T)
+    transmat = _project_rows(T_col.T)
     means = factors[1][:-1].T
     pi = np.clip(w / w.sum(), 1e-12, None)
     second = np.linalg.lstsq(factors[0] * pi, m_sq / n, rcond=None)[0]
@@ -324,328 +304,311 @@ def readout_gaussian(cp, positions, m_sq, n, min_covar):
 
 
 # --------------------------------------------------------------------------
-# Predictor matching (non-tensor tasks).
+# The whole recipe, from a fitted estimator's statistics.
 # --------------------------------------------------------------------------
-_STEP = 1e-20  # complex step: exact derivatives, no cancellation
+def _observed_windows(index, task, d):
+    """Windows holding the observed-symbol combinations ``index`` (row-major).
 
-
-def _unpack(theta, k, d):
-    """Batched ``theta (P, k*k + k*d)`` -> ``(startprob, transmat, emission)``.
-
-    Softmax rows keep both matrices stochastic; the start is the stationary
-    distribution (the windows are stationary).
+    The task's observed positions get the symbols, every other position -1
+    (masked): the form both predictor matching and the model expect.
     """
-    P = theta.shape[0]
-    transmat = _softmax_rows(theta[:, : k * k].reshape(P, k, k))
-    emission = _softmax_rows(theta[:, k * k :].reshape(P, k, d))
-    return _stationary(transmat), transmat, emission
+    windows = -np.ones((len(index), task.span), dtype=np.intp)
+    combos = np.unravel_index(index, (d,) * len(task.observed))
+    windows[:, [p - 1 for p in task.observed]] = np.array(combos).T
+    return windows
 
 
-def match_categorical_predictor(
+def _predictor_table(counts, task, d):
+    """Conditional tables per target from the joint counts.
+
+    Returns ``(table, seen, weights)``: ``table`` is ``(d**m_obs,
+    target_dim)``, ``seen`` marks observed combinations with data,
+    ``weights`` their frequencies.
+    """
+    positions = task.positions
+    obs_axes = [positions.index(p) for p in task.observed]
+    n_obs = d ** len(task.observed)
+    tables = []
+    for target in task.targets:
+        axes = obs_axes + [positions.index(p) for p in target]
+        drop = tuple(i for i in range(len(positions)) if i not in axes)
+        marginal = counts.sum(axis=drop) if drop else counts
+        # order the remaining axes as (observed..., target in spelled order)
+        kept = sorted(axes)
+        marginal = np.transpose(marginal, [kept.index(a) for a in axes])
+        tables.append(marginal.reshape(n_obs, -1))
+    totals = tables[0].sum(axis=1)
+    seen = totals > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table = np.hstack([t / totals[:, None] for t in tables])
+    return table, seen, totals / totals.sum()
+
+
+def _categorical_messages(counts, d):
+    """What the count table says about the data, before any fitting."""
+    messages = []
+    axes = range(counts.ndim)
+    present = np.zeros(d, dtype=bool)
+    for axis in axes:
+        present |= counts.sum(axis=tuple(a for a in axes if a != axis)) > 0
+    if not present.all():
+        messages.append(
+            f"symbol(s) {np.flatnonzero(~present).tolist()} never observed: "
+            f"their emission probabilities are at the floor {PROB_FLOOR:g}"
+        )
+    if counts.sum() < counts.size:
+        messages.append(_thin_message(counts.sum(), counts.size))
+    return messages
+
+
+def extract_categorical(
+    counts, task, n_components, *, n_init=5, max_iter=500, tol=1e-10, random_state=None
+):
+    """Read a categorical HMM out of the joint counts of a task's positions.
+
+    Tensor tasks go through the CP decomposition of the joint table, polished
+    under the task's log-loss; every other task, or a tensor task whose
+    statistics have rank below ``n_components``, through predictor matching.
+
+    Parameters
+    ----------
+    counts : ndarray of shape (n_symbols,) * len(task.positions)
+        Joint counts of the symbols at the task's positions.
+    task : MaskedTask
+    n_components : int
+    n_init : int, default=5
+        Starts of the CP decomposition or of predictor matching.
+    max_iter : int, default=500
+        Iterations per start (ALS or L-BFGS).
+    tol : float, default=1e-10
+        Stopping tolerance (ALS stops at ``max(tol, 1e-7)``: it only selects
+        the basin the polish descends).
+    random_state : int, RandomState instance or None, default=None
+
+    Returns
+    -------
+    Extraction
+    """
+    d = counts.shape[0]
+    k = n_components
+    if counts.sum() == 0:
+        raise ValueError("no complete window to learn from")
+    rng = check_random_state(random_state)
+    messages = _categorical_messages(counts, d)
+    route = tensor_route(task)
+    if route is not None and k > 1:
+        rank = _unfolding_rank(counts)
+        if rank < k:
+            messages.append(_rank_message(rank, k))
+            route = None  # no CP of rank k exists: fall back to matching
+    joint = counts / counts.sum()
+    table, seen, weights = _predictor_table(counts, task, d)
+    finite_ambiguity = False
+    if route is not None:
+        cp = cp_decompose(
+            joint,
+            k,
+            n_init=n_init,
+            max_iter=max_iter,
+            tol=max(tol, _ALS_TOL),
+            random_state=rng,
+        )
+        out = readout_categorical(cp, route)
+        finite_ambiguity = out["finite_ambiguity"]
+        # The least-squares CP read-out is identifiable but not efficient;
+        # polishing it under the task's own log-loss keeps its basin.
+        out = polish_tensor_readout(
+            joint,
+            route,
+            task.observed[0],
+            _floor(out["transmat"]),
+            _floor(out["emissionprob"]),
+            max_iter=max_iter,
+            tol=tol,
+        )
+        method, fit_error, condition = "cp", cp.fit_error, cp.condition
+    else:
+        out = match_categorical_predictor(
+            task,
+            _observed_windows(np.flatnonzero(seen), task, d),
+            table[seen],
+            weights[seen],
+            k,
+            d,
+            n_init=n_init,
+            max_iter=max_iter,
+            tol=tol,
+            random_state=rng,
+        )
+        method, fit_error, condition = "predictor matching", out["loss"], np.nan
+    transmat = _floor(out["transmat"])
+    model = CategoricalHMMModel(
+        _stationary_or_uniform(transmat), transmat, _floor(out["emissionprob"])
+    )
+    if not seen.all():
+        # Unseen inputs: fall back on the extracted HMM's exact predictor.
+        table[~seen] = model.conditional_expectation(
+            task, _observed_windows(np.flatnonzero(~seen), task, d)
+        )
+    return Extraction(
+        model=model,
+        method=method,
+        fit_error=float(fit_error),
+        condition=float(condition),
+        n_iter=int(out["n_iter"]),
+        finite_ambiguity=finite_ambiguity,
+        messages=tuple(messages),
+        predictor=table,
+    )
+
+
+def _seed_means(tokens, n_components, n_init, rng):
+    """k-means++ seeds on (a sample of) the tokens, one per start."""
+    sample = tokens[
+        rng.choice(len(tokens), min(len(tokens), _SEED_SAMPLE), replace=False)
+    ]
+    return [
+        kmeans_plusplus(sample, n_components, random_state=rng.randint(2**31 - 1))[0]
+        for _ in range(n_init)
+    ]
+
+
+def _gaussian_model(transmat, means, variances, covariance_type):
+    transmat = _floor(transmat)
+    covars = variances.mean(axis=1) if covariance_type == "spherical" else variances
+    return GaussianHMMModel(
+        _stationary_or_uniform(transmat), transmat, means, covars, covariance_type
+    )
+
+
+def extract_gaussian(
+    stats,
     task,
-    probes,
-    targets,
-    weights,
     n_components,
-    n_symbols,
     *,
+    form,
+    covariance_type="diag",
+    min_covar=1e-3,
     n_init=5,
     max_iter=500,
     tol=1e-10,
     random_state=None,
 ):
-    """Fit HMM parameters whose exact predictor matches a learned one.
-
-    Minimises the input-frequency-weighted cross-entropy between the learned
-    predictor and the HMM's exact predictor (``_task_expectation``) by
-    L-BFGS with complex-step gradients, best of ``n_init`` random starts.
+    """Read a Gaussian HMM out of a fitted estimator's statistics.
 
     Parameters
     ----------
+    stats : dict
+        ``form="moments"``: ``m3``, ``m_sq`` and ``n`` (see
+        :func:`readout_gaussian`); ``form="posterior"``: the token pairs
+        ``earlier`` and ``later`` and the sums ``sq`` and ``n_tokens`` that
+        pin the variance.
     task : MaskedTask
-    probes : ndarray of shape (n_probes, span)
-        Observed symbols at the task's observed positions, -1 elsewhere.
-    targets : ndarray of shape (n_probes, target_dim)
-        The learned predictor at each probe.
-    weights : ndarray of shape (n_probes,)
-        Frequency of each probe (sums to 1).
-
-    Returns
-    -------
-    dict with ``startprob``, ``transmat``, ``emissionprob``, ``loss`` (the
-    excess cross-entropy over the learned predictor's entropy).
-    """
-    rng = check_random_state(random_state)
-    k, d = n_components, n_symbols
-    log_targets = np.log(np.where(targets > 0, targets, 1.0))
-    entropy = -np.sum(weights[:, None] * targets * log_targets)
-
-    def loss(theta_batch):
-        startprob, transmat, emission = _unpack(theta_batch, k, d)
-        pred = _batched_task_expectation(
-            startprob,
-            transmat,
-            _categorical_probe_emissions(emission, probes),
-            emission,
-            task,
-        )
-        log_pred = np.log(pred + 1e-300)
-        return -np.einsum("n,nc,pnc->p", weights, targets, log_pred) - entropy
-
-    starts = [rng.standard_normal(k * k + k * d) * 0.5 for _ in range(n_init)]
-    best = None
-    for theta0 in starts:
-        res = minimize(
-            lambda th: _complex_step(loss, th, _STEP),
-            theta0,
-            jac=True,
-            method="L-BFGS-B",
-            options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-9},
-        )
-        if best is None or res.fun < best.fun:
-            best = res
-    startprob, transmat, emission = (a[0].real for a in _unpack(best.x[None], k, d))
-    return {
-        "startprob": startprob,
-        "transmat": transmat,
-        "emissionprob": emission,
-        "loss": float(best.fun),
-        "n_iter": int(best.nit),
-    }
-
-
-def _stationary_grad(transmat, pi, dpi):
-    """Gradient through :func:`_stationary`'s linear solve ``A pi = e_k``.
-
-    ``dL/dA = -lam pi^T`` with ``A^T lam = dL/dpi``, and ``A[r, s] = T[s, r]``
-    on every row but the last (the normalisation row).
-    """
-    A = _stationary_system(transmat)
-    dA = -np.outer(np.linalg.solve(A.T, dpi), pi)
-    dA[-1, :] = 0.0
-    return dA.T
-
-
-def _softmax_rows_grad(P, dP):
-    """Pull a gradient on row-softmax outputs ``P`` back to their logits."""
-    return P * (dP - np.sum(dP * P, axis=-1, keepdims=True))
-
-
-def _triple_loss(theta, table, observed, gaps, k, d, entropy):
-    """Excess log-loss of a tensor task's predictor, with its gradient.
-
-    ``table`` is the joint frequency table of positions ``s1 < s2 < s3``
-    (``gaps = (s2 - s1, s3 - s2)``) and the predictor is the conditional of
-    the two target tokens given the observed one, whose marginal frequencies
-    are ``observed``. The HMM's
-    table is ``sum_h A[:, h] ⊗ B[:, h] ⊗ C[:, h]`` with
-    ``A = O^T diag(pi) T^g1``, ``B = O^T``, ``C = (T^g2 O)^T``, so the loss
-    is ``-sum W log J + sum W_obs log(pi^T O) - entropy``: the same number
-    :func:`match_categorical_predictor` minimises for this task. Written with
-    a reverse-mode gradient because complex steps cost one evaluation per
-    parameter (measured 7 ms against 0.3 ms per gradient at k=4, d=12).
-    """
-    g1, g2 = gaps
-    transmat = _softmax_rows(theta[: k * k].reshape(k, k))
-    emission = _softmax_rows(theta[k * k :].reshape(k, d))
-    pi = _stationary(transmat)
-    P1 = np.linalg.matrix_power(transmat, g1)
-    P2 = np.linalg.matrix_power(transmat, g2)
-    A = emission.T @ (pi[:, None] * P1)
-    B = emission.T
-    C = (P2 @ emission).T
-    J = np.maximum(np.einsum("ah,bh,ch->abc", A, B, C), 1e-300)
-    marginal = pi @ emission
-    value = (
-        -np.sum(table * np.log(J))
-        + np.sum(observed * np.log(np.maximum(marginal, 1e-300)))
-        - entropy
-    )
-    G = -table / J
-    dA = np.einsum("abc,bh,ch->ah", G, B, C)
-    dB = np.einsum("abc,ah,ch->bh", G, A, C)
-    dC = np.einsum("abc,ah,bh->ch", G, A, B)
-    dm = observed / np.maximum(marginal, 1e-300)
-    OdA = emission @ dA
-    d_emission = pi[:, None] * (P1 @ dA.T) + dB.T + P2.T @ dC.T + np.outer(pi, dm)
-    dpi = np.sum(OdA * P1, axis=1) + emission @ dm
-    d_trans = (
-        _matrix_power_grad(transmat, g1, pi[:, None] * OdA)
-        + _matrix_power_grad(transmat, g2, dC.T @ emission.T)
-        + _stationary_grad(transmat, pi, dpi)
-    )
-    grad = np.concatenate(
-        [
-            _softmax_rows_grad(transmat, d_trans).ravel(),
-            _softmax_rows_grad(emission, d_emission).ravel(),
-        ]
-    )
-    return value, grad
-
-
-def polish_tensor_readout(
-    table, positions, observed, transmat, emissionprob, *, max_iter=500, tol=1e-10
-):
-    """Polish a tensor-route read-out under the task's own log-loss.
-
-    The objective is the excess cross-entropy that
-    :func:`match_categorical_predictor` minimises, restricted to tensor tasks,
-    where its gradient has a closed form; L-BFGS runs from the CP read-out,
-    whose basin it keeps.
-
-    Parameters
-    ----------
-    table : ndarray of shape (d, d, d)
-        Joint frequencies of the task's positions (sums to 1).
-    positions : tuple of 3 int
-        Sorted positions ``s1 < s2 < s3``.
-    observed : int
-        The observed position (one of ``positions``).
-    transmat : ndarray of shape (k, k)
-    emissionprob : ndarray of shape (k, d)
-        The start, with entries floored away from 0.
-
-    Returns
-    -------
-    dict with ``startprob``, ``transmat``, ``emissionprob``, ``loss``,
-    ``n_iter``.
-    """
-    k, d = emissionprob.shape
-    s1, s2, s3 = positions
-    axis = positions.index(observed)
-    observed_freq = table.sum(axis=tuple(a for a in range(3) if a != axis))
-    # conditional entropy of the table: the loss is reported in excess of it
-    entropy = xlogy(observed_freq, observed_freq).sum() - xlogy(table, table).sum()
-    theta0 = np.concatenate([np.log(transmat).ravel(), np.log(emissionprob).ravel()])
-    res = minimize(
-        _triple_loss,
-        theta0,
-        args=(table, observed_freq, (s2 - s1, s3 - s2), k, d, entropy),
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-9},
-    )
-    transmat = _softmax_rows(res.x[: k * k].reshape(k, k))
-    emission = _softmax_rows(res.x[k * k :].reshape(k, d))
-    return {
-        "startprob": _stationary(transmat),
-        "transmat": transmat,
-        "emissionprob": emission,
-        "loss": float(res.fun),
-        "n_iter": int(res.nit),
-    }
-
-
-def _matrix_power_grad(A, g, dP):
-    """Gradient of ``A^g`` contracted with ``dP``: sum_i (A^i)^T dP (A^{g-1-i})^T."""
-    powers = [np.eye(len(A))]
-    for _ in range(g - 1):
-        powers.append(powers[-1] @ A)
-    return sum(powers[i].T @ dP @ powers[g - 1 - i].T for i in range(g))
-
-
-def _posterior_form_loss(params, X_in, Y, gap, k, m2):
-    """Squared loss of the tied posterior-form predictor and its gradient.
-
-    ``f(x) = softmax(M x / s2 + b) T^gap M`` with
-    ``b_h = log pi_h - ||mu_h||^2 / (2 s2)`` (DESIGN.md section 2). The
-    variance ``s2`` is pinned by the second moment,
-    ``d s2 = E||x||^2 - sum_h pi_h ||mu_h||^2``, which removes the
-    one-parameter family the predictor alone leaves when ``s2`` is free.
-    Written with an analytic gradient (one pass over the data per call)
-    because complex steps would cost one pass per parameter.
-    """
-    n, d = X_in.shape
-    M = params[: k * d].reshape(k, d)
-    beta = params[k * d : k * d + k * k].reshape(k, k)
-    alpha = params[k * d + k * k :]
-    transmat = _softmax_rows(beta)
-    pi = _softmax_rows(alpha)
-    sq_norms = np.sum(M**2, axis=1)
-    s2 = (m2 - pi @ sq_norms) / d
-    floor = 1e-3
-    clamped = s2 < floor
-    s2 = max(s2, floor)
-    s = 1.0 / s2
-    XM = X_in @ M.T
-    Z = s * XM + np.log(pi) - 0.5 * s * sq_norms
-    p = _softmax_rows(Z)
-    Tg = np.linalg.matrix_power(transmat, gap)
-    C = Tg @ M
-    R = p @ C - Y
-    value = 0.5 * np.sum(R**2) / n
-    dY = R / n
-    dC = p.T @ dY
-    dp = dY @ C.T
-    dZ = p * (dp - np.sum(p * dp, axis=1, keepdims=True))
-    db = dZ.sum(axis=0)
-    dM = Tg.T @ dC + s * dZ.T @ X_in - s * db[:, None] * M
-    ds = np.sum(dZ * XM) - 0.5 * db @ sq_norms
-    dpi = db / pi
-    if not clamped:
-        ds2 = -ds * s**2
-        dM += ds2 * (-2.0 * pi[:, None] * M / d)
-        dpi += ds2 * (-sq_norms / d)
-    dtrans = _matrix_power_grad(transmat, gap, dC @ M.T)
-    dbeta = _softmax_rows_grad(transmat, dtrans)
-    dalpha = _softmax_rows_grad(pi, dpi)
-    return value, np.concatenate([dM.ravel(), dbeta.ravel(), dalpha])
-
-
-def fit_gaussian_posterior(
-    X_in, Y, gap, n_components, *, m2, init_means, max_iter=500, tol=1e-10
-):
-    """Fit the tied posterior-form predictor ``E[x_{t+gap} | x_t]`` by L-BFGS.
-
-    Parameters
-    ----------
-    X_in, Y : ndarray of shape (n_pairs, n_features)
-        Observed tokens and the tokens ``gap`` steps later.
-    gap : int
-        Time offset of the target (>= 1).
     n_components : int
-    m2 : float
-        ``E||x||^2`` over tokens (pins the variance).
-    init_means : list of ndarray of shape (n_components, n_features)
-        One start per entry (e.g. k-means++ seeds).
+    form : {"moments", "posterior"}
+        The predictor form.
+    covariance_type : {"spherical", "diag"}, default="diag"
+    min_covar : float, default=1e-3
+        Floor on the variances.
+    n_init, max_iter, tol, random_state
+        As in :func:`extract_categorical`.
 
     Returns
     -------
-    dict with ``transmat``, ``means``, ``variance``, ``pi_weights``,
-    ``loss`` for the best start.
+    Extraction
+        ``method`` is "degenerate" when the data support fewer than
+        ``n_components`` distinct states: every state then emits the token
+        mean and variance.
     """
-    k, d = init_means[0].shape
-    best = None
-    for means0 in init_means:
-        # A uniform T makes the predictor constant in x (a saddle where the
-        # posterior gets no gradient): start T from nearest-mean transitions.
-        a = np.argmin(((X_in[:, None, :] - means0) ** 2).sum(-1), axis=1)
-        b = np.argmin(((Y[:, None, :] - means0) ** 2).sum(-1), axis=1)
-        trans = np.bincount(a * k + b, minlength=k * k).reshape(k, k) + 1.0
-        trans = trans / trans.sum(axis=1, keepdims=True)
-        pi0 = np.bincount(a, minlength=k) + 1.0
-        params0 = np.concatenate(
-            [means0.ravel(), np.log(trans).ravel(), np.log(pi0 / pi0.sum())]
+    k = n_components
+    rng = check_random_state(random_state)
+    messages = []
+    if form == "moments":
+        if stats["n"] < 1:
+            raise ValueError("no complete window to learn from")
+        if stats["n"] < stats["m3"].size:
+            messages.append(_thin_message(stats["n"], stats["m3"].size))
+        rank = _unfolding_rank(stats["m3"] / stats["n"])
+        if rank < k:
+            messages.append(_rank_message(rank, k))
+            mean = stats["m3"][-1, :-1, -1] / stats["n"]
+            second = stats["m_sq"][-1] / stats["n"]
+            return _placeholder(mean, second, k, min_covar, covariance_type, messages)
+        cp = cp_decompose(
+            stats["m3"] / stats["n"],
+            k,
+            n_init=n_init,
+            max_iter=max_iter,
+            tol=tol,
+            random_state=rng,
         )
-        res = minimize(
-            _posterior_form_loss,
-            params0,
-            args=(X_in, Y, gap, k, m2),
-            jac=True,
-            method="L-BFGS-B",
-            options={"maxiter": max_iter, "ftol": tol, "gtol": 1e-10},
+        out = readout_gaussian(cp, task.positions, stats["m_sq"], stats["n"], min_covar)
+        return Extraction(
+            model=_gaussian_model(
+                out["transmat"], out["means"], out["variances"], covariance_type
+            ),
+            method="cp",
+            fit_error=float(cp.fit_error),
+            condition=float(cp.condition),
+            n_iter=int(cp.n_iter),
+            finite_ambiguity=out["finite_ambiguity"],
+            messages=tuple(messages),
         )
-        if best is None or res.fun < best.fun:
-            best = res
-    M = best.x[: k * d].reshape(k, d)
-    transmat = _softmax_rows(best.x[k * d : k * d + k * k].reshape(k, k))
-    pi = _softmax_rows(best.x[k * d + k * k :])
-    variance = max((m2 - pi @ np.sum(M**2, axis=1)) / d, 1e-3)
-    return {
-        "transmat": transmat,
-        "means": M,
-        "variance": float(variance),
-        "pi_weights": pi,
-        "loss": float(best.fun),
-        "n_iter": int(best.nit),
-    }
+    earlier, later = stats["earlier"], stats["later"]
+    # observed tokens first: the k-means++ seeds depend on row order
+    backward = task.targets[0][0] < task.observed[0]
+    tokens = np.vstack([later, earlier] if backward else [earlier, later])
+    mean, second = tokens.mean(axis=0), (tokens**2).mean(axis=0)
+    spread = np.linalg.matrix_rank(
+        tokens - mean, tol=1e-10 * (1 + np.abs(tokens).max())
+    )
+    if spread + 1 < k:
+        messages.append(_rank_message(spread + 1, k))
+        return _placeholder(mean, second, k, min_covar, covariance_type, messages)
+    gap = abs(task.targets[0][0] - task.observed[0])
+    out = fit_gaussian_posterior(
+        earlier,
+        later,
+        gap,
+        k,
+        m2=stats["sq"] / stats["n_tokens"],
+        init_means=_seed_means(tokens, k, n_init, rng),
+        min_covar=min_covar,
+        max_iter=max_iter,
+        tol=tol,
+    )
+    d = tokens.shape[1]
+    return Extraction(
+        model=_gaussian_model(
+            out["transmat"],
+            out["means"],
+            np.full((k, d), out["variance"]),
+            covariance_type,
+        ),
+        method="posterior",
+        fit_error=out["loss"],
+        condition=np.nan,
+        n_iter=out["n_iter"],
+        finite_ambiguity=gap > 1,
+        messages=tuple(messages),
+    )
+
+
+def _placeholder(mean, second, k, min_covar, covariance_type, messages):
+    """A valid HMM that is honest about degenerate data.
+
+    Every state emits the token mean with the token variance, and the chain
+    is uniform: no state structure is claimed that the data do not show.
+    """
+    variances = np.tile(np.maximum(second - mean**2, min_covar), (k, 1))
+    return Extraction(
+        model=_gaussian_model(
+            np.full((k, k), 1.0 / k), np.tile(mean, (k, 1)), variances, covariance_type
+        ),
+        method="degenerate",
+        fit_error=np.nan,
+        condition=np.nan,
+        n_iter=0,
+        finite_ambiguity=False,
+        messages=tuple(messages),
+    )

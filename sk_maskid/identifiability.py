@@ -1,16 +1,15 @@
 """Does a masking scheme identify the HMM? Numerical answers.
 
-Local identifiability (DESIGN.md section 5): at a random generic parameter
-``theta``, the Jacobian of ``theta -> optimal predictor on a probe set`` is
-computed exactly by the complex-step method (every perturbation evaluated in
-one batched forward-backward), on the free parameters only (each stochastic
-row is parametrised by ``k - 1`` or ``d - 1`` logits, so simplex constraints
-add no spurious null directions). Full column rank means locally
-identifiable; a rank deficiency is a continuum of models with the same
-predictor, of dimension ``null_dimension``.
+Local identifiability (see the Theory page of the documentation): at a random generic
+parameter ``theta``, the Jacobian of ``theta -> optimal predictor on a probe set`` is
+computed exactly by the complex-step method (every perturbation evaluated in one batched
+forward-backward), on the free parameters only (each stochastic row is parametrised by
+``k - 1`` or ``d - 1`` logits, so simplex constraints add no spurious null directions).
+Full column rank means locally identifiable; a rank deficiency is a continuum of models
+with the same predictor, of dimension ``null_dimension``.
 
 The rank decision uses singular values relative to the largest: below
-``_RANK_RTOL`` counts as zero. Complex-step derivatives are exact to
+``RANK_RTOL`` counts as zero. Complex-step derivatives are exact to
 rounding, so true zeros sit near 1e-15 while the smallest genuine singular
 values on generic models stay above 1e-7: the gap is wide.
 """
@@ -25,26 +24,26 @@ from functools import lru_cache
 import numpy as np
 from sklearn.utils import check_random_state
 
-from .models import (
-    _batched_task_expectation,
-    _categorical_probe_emissions,
-    _complex_step,
-    _softmax_rows,
-    _stationary,
+from ._hmm import (
+    RANK_RTOL,
+    STEP,
+    batched_task_expectation,
+    categorical_probe_emissions,
+    complex_step,
+    softmax_rows,
+    stationary,
 )
+from .datasets import make_categorical_hmm
 from .tasks import parse_task
 
 __all__ = [
     "IdentifiabilityReport",
     "KruskalResult",
     "check_task",
-    "landscape",
     "local_identifiability",
     "stochastic_roots",
 ]
 
-_RANK_RTOL = 1e-10
-_STEP = 1e-30
 _MAX_PROBES = 2048
 
 LocalResult = namedtuple(
@@ -56,7 +55,7 @@ LocalResult = namedtuple(
 def _logits_to_rows(Z):
     """Rows of a stochastic matrix from ``(..., m - 1)`` free logits."""
     zeros = np.zeros(Z.shape[:-1] + (1,), dtype=Z.dtype)
-    return _softmax_rows(np.concatenate([Z, zeros], axis=-1))
+    return softmax_rows(np.concatenate([Z, zeros], axis=-1))
 
 
 def _rows_to_logits(P):
@@ -64,6 +63,9 @@ def _rows_to_logits(P):
 
 
 def _tasks(task):
+    """Tasks of a single or joint task; a joint one may be spelled "a + b"."""
+    if isinstance(task, str) and "+" in task:
+        task = task.split("+")
     if isinstance(task, list | tuple):
         return [parse_task(t) for t in task]
     return [parse_task(task)]
@@ -86,12 +88,12 @@ def _categorical_predictor(tasks, k, d, rng):
         P = theta.shape[0]
         transmat = _logits_to_rows(theta[:, :n_trans].reshape(P, k, k - 1))
         emission = _logits_to_rows(theta[:, n_trans:].reshape(P, k, d - 1))
-        startprob = _stationary(transmat)
+        startprob = stationary(transmat)
         outputs = [
-            _batched_task_expectation(
+            batched_task_expectation(
                 startprob,
                 transmat,
-                _categorical_probe_emissions(emission, probes),
+                categorical_probe_emissions(emission, probes),
                 emission,
                 task,
             ).reshape(P, -1)
@@ -112,7 +114,7 @@ def _gaussian_predictor(tasks, k, d, rng, variance=1.0, n_probes=40):
         P = theta.shape[0]
         transmat = _logits_to_rows(theta[:, :n_trans].reshape(P, k, k - 1))
         means = theta[:, n_trans:].reshape(P, k, d)
-        startprob = _stationary(transmat)
+        startprob = stationary(transmat)
         outputs = []
         for task in tasks:
             sq = np.sum((probes[None, :, :, None, :] - means[:, None, None]) ** 2, -1)
@@ -122,7 +124,7 @@ def _gaussian_predictor(tasks, k, d, rng, variance=1.0, n_probes=40):
             keep = np.zeros(span, dtype=bool)
             keep[[p - 1 for p in task.observed]] = True
             B = np.where(keep[None, None, :, None], B, 1.0)
-            out = _batched_task_expectation(startprob, transmat, B, means, task)
+            out = batched_task_expectation(startprob, transmat, B, means, task)
             outputs.append(out.reshape(P, -1))
         return np.concatenate(outputs, axis=1)
 
@@ -135,8 +137,6 @@ def _generic_theta(emission, k, d, rng):
     With ``k > d`` no full-column-rank emission exists; the emissions are then
     plain Dirichlet (or Gaussian) draws, still generic.
     """
-    from .datasets import make_categorical_hmm
-
     seed = int(rng.randint(2**31 - 1))
     draw = np.random.RandomState(seed)
     chain = make_categorical_hmm(k, max(k, d), random_state=seed)
@@ -152,7 +152,7 @@ def _generic_theta(emission, k, d, rng):
 
 def jacobian(predictor, theta):
     """Exact Jacobian ``(n_outputs, n_parameters)`` by the complex step."""
-    return _complex_step(predictor, theta, _STEP)[1]
+    return complex_step(predictor, theta, STEP)[1]
 
 
 def local_identifiability(
@@ -163,7 +163,8 @@ def local_identifiability(
     Parameters
     ----------
     task : str, MaskedTask, or list of them
-        A list is the joint task: the predictors are concatenated.
+        A list, or a string joining spellings with ``+`` (``"1->2 + 2->1"``),
+        is the joint task: the predictors are concatenated.
     emission : {"categorical", "gaussian"}, default="categorical"
         Token type; Gaussian tokens have known spherical variance 1.
     n_components : int
@@ -196,12 +197,12 @@ def local_identifiability(
     theta = _generic_theta(emission, k, d, rng)
     J = jacobian(predictor, theta)
     sv = np.linalg.svd(J, compute_uv=False)
-    rank = int(np.count_nonzero(sv > _RANK_RTOL * sv[0])) if sv.size else 0
+    rank = int(np.count_nonzero(sv > RANK_RTOL * sv[0])) if sv.size else 0
     return LocalResult(n_free, rank, n_free - rank, sv)
 
 
 @lru_cache(maxsize=128)
-def _cached_null_dimension(spec, emission, k, d):
+def cached_null_dimension(spec, emission, k, d):
     """Null dimension of a task, deterministic (seeded), for estimators."""
     return local_identifiability(
         spec, emission=emission, n_components=k, n_features=d, random_state=0
@@ -256,7 +257,7 @@ def _tensor_factors(task, emission, k, d, rng):
         emission_means = _logits_to_rows(theta[k * (k - 1) :].reshape(k, d - 1))
     else:
         emission_means = theta[k * (k - 1) :].reshape(k, d)
-    pi = _stationary(chain)
+    pi = stationary(chain)
     reverse = (chain.T * pi[None, :]) / pi[
         :, None
     ]  # reverse[h, i] = P(h_{t-1}=i|h_t=h)
@@ -341,8 +342,8 @@ def _min_gap(task):
 # The report.
 # --------------------------------------------------------------------------
 _THEORY = {
-    # (canonical spec or tuple of specs, emission) -> the paper's verdict,
-    # as corrected in DESIGN.md section 3.
+    # (canonical spec, emission) -> the paper's verdict (the Theory page of
+    # the documentation states each result and its theorem).
     ("1->2", "categorical"): "not identifiable (Theorem 2)",
     ("2->1", "categorical"): "not identifiable (Theorem 2)",
     ("1->3", "categorical"): "not identifiable (a continuum, like 1->2)",
@@ -448,8 +449,9 @@ def check_task(
     Parameters
     ----------
     task : str, MaskedTask, or list of them
-        A list is the joint task (predictors concatenated), e.g. all pairwise
-        tasks on three tokens for the paper's Theorem 4.
+        A list, or a string joining spellings with ``+`` as the report
+        prints them, is the joint task (predictors concatenated), e.g. all
+        pairwise tasks on three tokens for the paper's Theorem 4.
     emission : {"categorical", "gaussian"}, default="categorical"
     n_components : int
         Number of hidden states ``k``.
@@ -540,185 +542,3 @@ def check_task(
         reason=reason,
         theory=_theory(tasks, emission, k, d),
     )
-
-
-# --------------------------------------------------------------------------
-# The landscape: theory, numeric verdict and empirical recovery side by side.
-# --------------------------------------------------------------------------
-DEFAULT_TASKS = (
-    "1->2",
-    "2->1",
-    "1->3",
-    "1,3->2",
-    "1->2*3",
-    "2->1*3",
-    ("1->2", "2->1", "1->3", "3->1", "2->3", "3->2"),
-)
-
-
-_LANDSCAPE_SELF_TRANSITION = 0.5
-
-
-def _recovery(task, emission, k, d, n_tokens, random_state):
-    """Max-abs recovery errors of the package's estimator on sampled data.
-
-    Returns ``(emission_error, transmat_error)``, NaN where no estimator fits
-    the task (joint tasks; Gaussian tasks outside the supported forms).
-    """
-    import warnings
-
-    from .datasets import make_categorical_hmm, make_gaussian_hmm
-    from .estimators import MaskedCategoricalHMM, MaskedGaussianHMM
-    from .exceptions import NonIdentifiabilityWarning
-    from .metrics import recovery_error
-
-    if isinstance(task, list | tuple):
-        return np.nan, np.nan
-    task = parse_task(task)
-    window = max(task.span, 3) + 2
-    # Persistent states (self_transition=0.5), as in most applications, keep
-    # the demonstration about identifiability rather than about conditioning.
-    if emission == "categorical":
-        model = make_categorical_hmm(
-            k, d, self_transition=_LANDSCAPE_SELF_TRANSITION, random_state=random_state
-        )
-        est = MaskedCategoricalHMM(
-            k,
-            task=task.spec,
-            n_features=d,
-            n_init=2,
-            max_iter=200,
-            random_state=random_state,
-        )
-    else:
-        single = len(task.observed) == 1 and len(task.targets) == 1
-        if not single or len(task.targets[0]) > 2:
-            return np.nan, np.nan
-        model = make_gaussian_hmm(
-            k, d, self_transition=_LANDSCAPE_SELF_TRANSITION, random_state=random_state
-        )
-        est = MaskedGaussianHMM(
-            k, task=task.spec, n_init=2, max_iter=200, random_state=random_state
-        )
-    X = model.sample(
-        max(int(n_tokens) // window, 10), window, random_state=random_state
-    )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", NonIdentifiabilityWarning)
-        est.fit(X)
-    errors = recovery_error(model, est)
-    return errors["emission"], errors["transmat"]
-
-
-def landscape(
-    tasks=None,
-    emissions=("categorical", "gaussian"),
-    n_components=3,
-    n_features=None,
-    *,
-    n_tokens=100_000,
-    fit=True,
-    random_state=0,
-    progress=None,
-):
-    """The identifiability landscape: one row per task and token type.
-
-    Parameters
-    ----------
-    tasks : sequence, default=None
-        Task spellings; a tuple inside is a joint task. ``None`` uses the
-        paper's tasks plus the BERT-style middle ``"1,3->2"``.
-    emissions : sequence of {"categorical", "gaussian"}
-    n_components : int, default=3
-    n_features : dict or int, default=None
-        Alphabet size / token dimension; ``None`` means 6 symbols and 4
-        dimensions.
-    n_tokens : int, default=100_000
-        Tokens sampled for the empirical recovery error, from random models
-        with persistent states (``self_transition=0.5``).
-    fit : bool, default=True
-        Whether to fit the estimators (False leaves the errors NaN).
-    random_state : int, default=0
-    progress : callable, optional
-        Called with a short message before each row (the CLI prints to
-        stderr).
-
-    Returns
-    -------
-    list of dict
-        Keys: ``task``, ``emission``, ``theory``, ``verdict``,
-        ``null_dimension``, ``kruskal``, ``error_emission``,
-        ``error_transmat``, ``n_tokens``.
-    """
-    tasks = DEFAULT_TASKS if tasks is None else tasks
-    if n_features is None:
-        n_features = {"categorical": 6, "gaussian": 4}
-    elif not isinstance(n_features, dict):
-        n_features = {e: int(n_features) for e in emissions}
-    rows = []
-    for emission in emissions:
-        d = n_features[emission]
-        for task in tasks:
-            name = " + ".join(task) if isinstance(task, list | tuple) else task
-            if progress is not None:
-                progress(f"{emission:<11} {name}")
-            report = check_task(
-                list(task) if isinstance(task, tuple) else task,
-                emission=emission,
-                n_components=n_components,
-                n_features=d,
-                random_state=random_state,
-            )
-            err_e, err_t = (
-                _recovery(task, emission, n_components, d, n_tokens, random_state)
-                if fit
-                else (np.nan, np.nan)
-            )
-            rows.append(
-                {
-                    "task": report.task,
-                    "emission": emission,
-                    "theory": report.theory or "-",
-                    "verdict": report.verdict,
-                    "null_dimension": report.null_dimension,
-                    "kruskal": (
-                        "-"
-                        if report.kruskal is None
-                        else ("holds" if report.kruskal.holds else "fails")
-                    ),
-                    "error_emission": float(err_e),
-                    "error_transmat": float(err_t),
-                    "n_tokens": int(n_tokens),
-                }
-            )
-    return rows
-
-
-def format_landscape(rows):
-    """Aligned text table of :func:`landscape` rows."""
-    columns = [
-        ("task", "task"),
-        ("emission", "tokens"),
-        ("theory", "theory (paper)"),
-        ("verdict", "numeric verdict"),
-        ("null_dimension", "null dim"),
-        ("kruskal", "Kruskal"),
-        ("error_emission", "err emission"),
-        ("error_transmat", "err transmat"),
-    ]
-
-    def cell(row, key):
-        value = row[key]
-        if isinstance(value, float):
-            return "n/a" if np.isnan(value) else f"{value:.3f}"
-        return str(value)
-
-    table = [[title for _, title in columns]] + [
-        [cell(row, key) for key, _ in columns] for row in rows
-    ]
-    widths = [max(len(r[i]) for r in table) for i in range(len(columns))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in table
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)

@@ -115,7 +115,7 @@ def make_recovery_scorer(true_model, which="max"):
 
 
 # --------------------------------------------------------------------------
-# Masked scores and the marginal likelihood (DESIGN.md section 7).
+# Masked scores and the marginal likelihood (Theory page, "Evaluation").
 # --------------------------------------------------------------------------
 def _hmm(model):
     """The HMM object behind a fitted estimator, or the model itself."""

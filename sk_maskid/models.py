@@ -6,9 +6,10 @@ masked-prediction task. Attribute names and orientation follow hmmlearn
 (``transmat_[i, j] = P(h_{t+1} = j | h_t = i)``), so a fitted hmmlearn model
 and these objects compare without translation.
 
-The numerical core (``_forward``, ``_backward``, ``_task_expectation``) is
-written with plain arithmetic only, so it also runs on complex parameters:
-the identifiability module differentiates it by the complex-step method.
+The numerical core (scaled forward-backward, exact task predictors) lives in
+the private module ``_hmm``, written with plain arithmetic only so that it
+also runs on complex parameters: identifiability and predictor matching
+differentiate it by the complex-step method.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections import namedtuple
 import numpy as np
 from sklearn.utils import check_random_state
 
+from ._hmm import forward, smooth, stationary, task_expectation
 from ._validation import (
     check_categorical_sequences,
     check_gaussian_sequences,
@@ -37,191 +39,6 @@ mean : ndarray of shape (n_sequences, length, n_features)
 """
 
 _COVARIANCE_TYPES = ("spherical", "diag", "full")
-
-
-# --------------------------------------------------------------------------
-# Numerical core, vectorised over sequences (one loop over time steps).
-# --------------------------------------------------------------------------
-def _vecmat(a, M):
-    """Row vectors times matrices: ``a (n, k)`` with ``M (k, m)`` or ``(n, k, m)``.
-
-    The batched form lets every sequence carry its own parameters, which is
-    how the complex-step derivatives evaluate many perturbations at once.
-    """
-    return a @ M if M.ndim == 2 else np.einsum("nk,nkm->nm", a, M)
-
-
-def _forward(startprob, transmat, B):
-    """Scaled forward pass.
-
-    Returns ``alpha`` (each row sums to 1) and the scaling factors ``c`` with
-    ``log p(x) = sum(log c)``. ``B[n, t, i]`` is the (scaled) emission
-    likelihood, 1 for a masked token. ``startprob`` may be ``(k,)`` or
-    ``(n, k)`` and ``transmat`` ``(k, k)`` or ``(n, k, k)``.
-    """
-    n, length, k = B.shape
-    dtype = np.result_type(startprob, transmat, B)
-    alpha = np.empty((n, length, k), dtype=dtype)
-    c = np.empty((n, length), dtype=dtype)
-    a = startprob * B[:, 0]
-    for t in range(length):
-        if t:
-            a = _vecmat(alpha[:, t - 1], transmat) * B[:, t]
-        c[:, t] = a.sum(axis=1)
-        # An impossible observation gives c = 0 (log-likelihood -inf); keep
-        # the recursion finite instead of spreading NaN.
-        safe = np.where(c[:, t] == 0, 1.0, c[:, t])
-        alpha[:, t] = a / safe[:, None]
-    return alpha, c
-
-
-def _backward(transmat, B, c):
-    """Scaled backward pass matching :func:`_forward`'s scaling."""
-    n, length, k = B.shape
-    beta = np.empty((n, length, k), dtype=np.result_type(c, transmat, B))
-    beta[:, -1] = 1.0
-    transposed = np.swapaxes(transmat, -1, -2)
-    for t in range(length - 2, -1, -1):
-        beta[:, t] = (
-            _vecmat(B[:, t + 1] * beta[:, t + 1], transposed) / c[:, t + 1, None]
-        )
-    return beta
-
-
-def _smooth(startprob, transmat, B):
-    """Forward-backward: ``alpha``, ``beta``, ``c`` and the posteriors ``gamma``.
-
-    ``gamma[n, t, i] = P(h_t = i | observed tokens)``, renormalised per step.
-    """
-    alpha, c = _forward(startprob, transmat, B)
-    beta = _backward(transmat, B, c)
-    gamma = alpha * beta
-    gamma /= gamma.sum(axis=2, keepdims=True)
-    return alpha, beta, c, gamma
-
-
-def _softmax_rows(Z):
-    """Row-wise softmax, stable for complex-step arguments (real-part shift)."""
-    Z = Z - np.real(Z).max(axis=-1, keepdims=True)
-    E = np.exp(Z)
-    return E / E.sum(axis=-1, keepdims=True)
-
-
-def _complex_step(function, theta, step):
-    """Value at ``theta`` and exact Jacobian of a batched analytic map.
-
-    ``function`` maps a batch of parameter vectors ``(P, n)`` to outputs
-    ``(P, ...)``; the base point and its ``n`` imaginary perturbations go
-    through in one batch. Returns ``(f(theta), J)`` with ``J`` of shape
-    ``f.shape + (n,)``; no subtraction, so no cancellation error.
-    """
-    n = theta.size
-    batch = np.vstack([theta[None, :] + 0j, theta[None, :] + 1j * step * np.eye(n)])
-    values = function(batch)
-    return values[0].real, np.moveaxis(values[1:].imag / step, 0, -1)
-
-
-def _expand(a, ndim):
-    """Reshape ``(n, ...)`` so its trailing axes line up with an ndim array."""
-    return a.reshape(a.shape[:1] + (1,) * (ndim - a.ndim) + a.shape[1:])
-
-
-def _joint_posterior(transmat, B, alpha, beta, c, positions):
-    """``P(h_{p_1}, ..., h_{p_m} | observed)`` for sorted 0-based positions.
-
-    Returns an array of shape ``(n, k, ..., k)`` (one axis per position). The
-    chain between consecutive positions is propagated with the emissions in
-    between, rescaled by the forward factors so long gaps stay finite.
-    """
-    n, _, k = B.shape
-    joint = alpha[:, positions[0]]  # (n, k)
-    for p, q in zip(positions[:-1], positions[1:], strict=True):
-        # carry[n, i, j] = P(h_q = j, x_{p+1..q} | h_p = i) / prod c
-        carry = np.broadcast_to(np.eye(k, dtype=c.dtype), (n, k, k))
-        for t in range(p + 1, q + 1):
-            carry = (carry @ transmat) * (B[:, t] / c[:, t, None])[:, None, :]
-        joint = joint[..., None] * _expand(carry, joint.ndim + 1)
-    joint = joint * _expand(beta[:, positions[-1]], joint.ndim)
-    total = joint.reshape(n, -1).sum(axis=1)
-    return joint / _expand(total, joint.ndim)
-
-
-def _task_expectation(startprob, transmat, B, token_means, task):
-    """Exact ``E[target | observed]`` for windows already masked to the task.
-
-    ``B`` has shape ``(n, span, k)`` with 1 at every non-observed position;
-    ``token_means[i]`` is ``E[x_t | h_t = i]`` (a row of ``emissionprob_`` or
-    ``means_``), shape ``(k, D)`` or batched ``(n, k, D)``. Targets are
-    flattened row-major in spelled order and concatenated.
-    """
-    alpha, c = _forward(startprob, transmat, B)
-    beta = _backward(transmat, B, c)
-    n = B.shape[0]
-    contract = "nh...,hd->n...d" if token_means.ndim == 2 else "nh...,nhd->n...d"
-    outputs = []
-    for target in task.targets:
-        order = sorted(target)
-        zero_based = [p - 1 for p in order]
-        if len(target) == 1:
-            posterior = alpha[:, zero_based[0]] * beta[:, zero_based[0]]
-            outputs.append(_vecmat(posterior, token_means))
-            continue
-        joint = _joint_posterior(transmat, B, alpha, beta, c, zero_based)
-        # Put the hidden axes in spelled order, then contract each in turn
-        # with the means (the feature axes accumulate at the end).
-        out = np.moveaxis(
-            joint, [1 + order.index(p) for p in target], range(1, len(target) + 1)
-        )
-        for _ in target:
-            out = np.einsum(contract, out, token_means)
-        outputs.append(out.reshape(n, -1))
-    return np.concatenate(outputs, axis=1)
-
-
-def _batched_task_expectation(startprob, transmat, B, token_means, task):
-    """:func:`_task_expectation` for ``P`` parameter sets at once.
-
-    ``startprob (P, k)``, ``transmat (P, k, k)``, ``token_means (P, k, D)``
-    and ``B (P, n, span, k)``; returns ``(P, n, target_dim)``. Used for
-    complex-step derivatives, one perturbation per parameter set.
-    """
-    P, n = B.shape[:2]
-    out = _task_expectation(
-        np.repeat(startprob, n, axis=0),
-        np.repeat(transmat, n, axis=0),
-        B.reshape((P * n,) + B.shape[2:]),
-        np.repeat(token_means, n, axis=0),
-        task,
-    )
-    return out.reshape(P, n, -1)
-
-
-def _categorical_probe_emissions(emission, probes):
-    """``B[p, n, t, i] = emission[p, i, probes[n, t]]``, 1 where a probe is -1."""
-    B = np.swapaxes(emission, 1, 2)[:, np.maximum(probes, 0)]
-    return np.where((probes >= 0)[None, :, :, None], B, 1.0)
-
-
-def _stationary_system(transmat):
-    """``A`` with ``A pi = e_k``: ``T^T - I`` with its last row set to ones.
-
-    One balance equation is replaced by the normalisation. Shared by
-    :func:`_stationary` and the gradient through it.
-    """
-    A = np.swapaxes(transmat, -1, -2) - np.eye(transmat.shape[-1])
-    A[..., -1, :] = 1.0
-    return A
-
-
-def _stationary(transmat):
-    """Stationary distribution by a linear solve (complex-step safe).
-
-    ``transmat`` may be ``(k, k)`` or a batch ``(n, k, k)``.
-    """
-    A = _stationary_system(transmat)
-    b = np.zeros(A.shape[:-1] + (1,), dtype=A.dtype)
-    b[..., -1, 0] = 1.0
-    return np.linalg.solve(A, b)[..., 0]
 
 
 # --------------------------------------------------------------------------
@@ -258,7 +75,7 @@ class _BaseHMMModel:
             If the chain has no unique stationary distribution (reducible).
         """
         try:
-            pi = _stationary(self.transmat_)
+            pi = stationary(self.transmat_)
         except np.linalg.LinAlgError:
             pi = None
         if pi is None or not np.all(np.isfinite(pi)) or np.any(pi < -1e-12):
@@ -298,7 +115,7 @@ class _BaseHMMModel:
         """
         X = self._check_X(X)
         B, log_shift = self._emission_likelihood(X)
-        _, c = _forward(self.startprob_, self.transmat_, B)
+        _, c = forward(self.startprob_, self.transmat_, B)
         with np.errstate(divide="ignore"):
             return np.log(c).sum(axis=1) + log_shift.sum(axis=1)
 
@@ -334,7 +151,7 @@ class _BaseHMMModel:
         """
         X = self._check_X(X)
         B, _ = self._emission_likelihood(X)
-        return _smooth(self.startprob_, self.transmat_, B)[3]
+        return smooth(self.startprob_, self.transmat_, B)[3]
 
     def masked_log_predictive(self, X, mask):
         """``log p(x_j | tokens outside the mask)`` for every masked token.
@@ -367,7 +184,7 @@ class _BaseHMMModel:
             raise ValueError("X must be complete: the mask says what is hidden")
         B_true, shift = self._emission_likelihood(X)
         B = np.where(mask[..., None], 1.0, B_true)
-        gamma = _smooth(self.startprob_, self.transmat_, B)[3]
+        gamma = smooth(self.startprob_, self.transmat_, B)[3]
         with np.errstate(divide="ignore"):
             out = np.log(np.sum(gamma * B_true, axis=2)) + shift
         out[~mask] = np.nan
@@ -396,7 +213,7 @@ class _BaseHMMModel:
         task = parse_task(task)
         X = self._check_X(X)
         B = self._task_emissions(task, X)
-        return _task_expectation(
+        return task_expectation(
             self.startprob_, self.transmat_, B, self._token_means(), task
         )
 

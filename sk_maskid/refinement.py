@@ -1,16 +1,19 @@
 """Baum-Welch (EM) refinement of an extracted HMM.
 
-The tensor route gives identifiable, globally sound parameters cheaply; a
-few EM iterations started there reach the likelihood optimum of that basin
-(DESIGN.md section 6: EM from the tensor estimate beat EM from random
-starts). Written here, vectorised across windows with the scaled recursions
-of :mod:`sk_maskid.models`, because hmmlearn's EM works on one concatenated
-sequence with per-sequence Python overhead and is an optional dependency.
+The tensor route gives identifiable, globally sound parameters cheaply; a few EM
+iterations started there reach the likelihood optimum of that basin (the evaluation
+protocol on the Theory page of the documentation: EM from the tensor estimate beat EM
+from random starts). Written here, vectorised across windows with the package's scaled
+recursions, because hmmlearn's EM works on one concatenated sequence with per-sequence
+Python overhead and is an optional dependency.
 """
+
+import sys
 
 import numpy as np
 
-from .models import CategoricalHMMModel, GaussianHMMModel, _smooth
+from ._hmm import smooth
+from .models import CategoricalHMMModel, GaussianHMMModel
 
 __all__ = ["baum_welch"]
 
@@ -18,7 +21,7 @@ __all__ = ["baum_welch"]
 def _e_step(model, X):
     """Posteriors, summed transition posteriors and the log-likelihood."""
     B, log_shift = model._emission_likelihood(X)
-    alpha, beta, c, gamma = _smooth(model.startprob_, model.transmat_, B)
+    alpha, beta, c, gamma = smooth(model.startprob_, model.transmat_, B)
     with np.errstate(divide="ignore"):
         loglik = float(np.log(c).sum() + log_shift.sum())
     k = model.n_components
@@ -54,7 +57,7 @@ def _m_step(model, X, gamma, xi, min_covar, floor):
     return GaussianHMMModel(startprob, transmat, means, covars, model.covariance_type)
 
 
-def baum_welch(model, X, *, n_iter=20, tol=1e-6, min_covar=1e-3, floor=1e-6):
+def baum_welch(model, X, *, n_iter=20, tol=1e-6, min_covar=1e-3, floor=1e-6, verbose=0):
     """Refine an HMM by EM on windows, never lowering the log-likelihood.
 
     Parameters
@@ -71,6 +74,9 @@ def baum_welch(model, X, *, n_iter=20, tol=1e-6, min_covar=1e-3, floor=1e-6):
         Floor on Gaussian variances.
     floor : float, default=1e-6
         Floor on emission probabilities (keeps unseen symbols finite).
+    verbose : int, default=0
+        ``>= 1`` prints the log-likelihood per token and its gain after each
+        iteration on stderr.
 
     Returns
     -------
@@ -93,6 +99,13 @@ def baum_welch(model, X, *, n_iter=20, tol=1e-6, min_covar=1e-3, floor=1e-6):
         improvement = (new_loglik - loglik) / n_tokens
         loglik = new_loglik
         history.append(loglik)
+        if verbose:
+            print(
+                f"[baum_welch] iteration {len(history) - 1}: "
+                f"{loglik / n_tokens:.6f} per token (gain {improvement:.3g})",
+                file=sys.stderr,
+                flush=True,
+            )
         if improvement < tol:
             break
     return model, history

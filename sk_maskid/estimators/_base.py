@@ -1,0 +1,446 @@
+"""The shared estimator: fit, partial_fit, scoring and the fitted-attribute contract.
+
+Fitting is a two-step affair, as in the paper: (1) learn the masked predictor
+as additive sufficient statistics of the windows (:meth:`_statistics`); (2)
+read the HMM back out of them (:meth:`_extract`, which delegates to
+:mod:`sk_maskid.extraction`). Because step (1) keeps only sums,
+:meth:`partial_fit` over chunks equals :meth:`fit` on their concatenation.
+
+A failed ``fit`` leaves a previously fitted estimator exactly as it was:
+every attribute is restored when any step raises.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from abc import ABCMeta, abstractmethod
+from contextlib import contextmanager
+from numbers import Integral, Real
+
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted
+
+from .._hmm import smooth
+from ..exceptions import ExtractionWarning, NonIdentifiabilityWarning
+from ..extraction import PROB_FLOOR
+from ..identifiability import cached_null_dimension
+from ..refinement import baum_welch
+from ..tasks import MaskedTask, parse_task
+
+# Diagnostics beyond which a CP extraction is reported as unreliable.
+_MAX_FIT_ERROR = 0.25
+_MIN_CONDITION = 1e-3
+
+# EM stops when the mean log-likelihood per token gains less than this
+# (0.01 nats in total on 1e6 tokens).
+_REFINE_TOL = 1e-8
+
+
+def check_span(X, task):
+    """Raise if the windows are shorter than the task's span."""
+    if X.shape[1] < task.span:
+        raise ValueError(
+            f"windows have n_features={X.shape[1]} tokens but task {task.spec!r} "
+            f"needs windows of at least {task.span} tokens"
+        )
+
+
+def _model_attributes(model):
+    """hmmlearn-named fitted attributes of an HMM model object."""
+    attrs = {"model_": model}
+    for name in ("startprob_", "transmat_", "emissionprob_", "means_", "covars_"):
+        if hasattr(model, name):
+            attrs[name] = getattr(model, name)
+    return attrs
+
+
+class _BaseMaskedHMM(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
+    """Shared fit/partial_fit/predict/transform/score plumbing.
+
+    Subclasses declare their token type and implement three hooks:
+
+    * ``_check_windows(X, reset, task, min_windows)`` validates the windows
+      and returns them with the *state*: the fitted attributes fixed by the
+      data (alphabet size, token dimension, ...), named by ``_state_names``;
+    * ``_statistics(X, task, state)`` returns additive sums over sub-windows
+      (``_merge`` adds two of them);
+    * ``_extract(stats, task, state)`` returns an
+      :class:`~sk_maskid.extraction.Extraction`.
+    """
+
+    _parameter_constraints: dict = {
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+        "task": [str, MaskedTask],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "refine": [StrOptions({"em"}), None],
+        "refine_iter": [Interval(Integral, 1, None, closed="left")],
+        "chunk_size": [Interval(Integral, 1, None, closed="left")],
+        "n_jobs": [Integral, None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    #: Token type, "categorical" or "gaussian" (messages, identifiability).
+    _emission: str
+    #: Fitted attributes set from the data by ``_check_windows``.
+    _state_names: tuple[str, ...]
+    #: The one of ``_state_names`` that is the token size (alphabet or dimension).
+    _size_name: str
+
+    def __init__(
+        self,
+        n_components,
+        *,
+        task,
+        n_init,
+        max_iter,
+        tol,
+        refine,
+        refine_iter,
+        chunk_size,
+        n_jobs,
+        random_state,
+        verbose,
+    ):
+        # The parameters both estimators share, stored unchanged (as
+        # sklearn.mixture's BaseMixture does for its subclasses).
+        self.n_components = n_components
+        self.task = task
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.refine = refine
+        self.refine_iter = refine_iter
+        self.chunk_size = chunk_size
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # -- subclass hooks ---------------------------------------------------
+    @abstractmethod
+    def _check_windows(self, X, reset, task, min_windows=1):
+        """Validated windows and the data-dependent state ``{name: value}``."""
+
+    @abstractmethod
+    def _statistics(self, X, task, state):
+        """Additive sufficient statistics of the windows (a dict)."""
+
+    @abstractmethod
+    def _extract(self, stats, task, state):
+        """An :class:`~sk_maskid.extraction.Extraction` from the statistics."""
+
+    def _merge(self, old, new):
+        """Statistics of the union of two chunks."""
+        return {key: old[key] + new[key] for key in old}
+
+    def _persistent_statistics(self, stats):
+        """The part of ``stats`` kept as ``statistics_`` (bounded in size)."""
+        return stats
+
+    def _refine_options(self):
+        """Keyword arguments of :func:`~sk_maskid.refinement.baum_welch`."""
+        return {"floor": PROB_FLOOR}
+
+    # -- fitting ----------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y=None):
+        """Learn the masked predictor from windows, then extract the HMM.
+
+        Parameters
+        ----------
+        X : array-like
+            Windows of consecutive tokens; every sub-window of length
+            ``task.span`` contributes (the process is stationary).
+        y : None
+            Ignored; present for API consistency.
+
+        Returns
+        -------
+        self : object
+            Fitted estimator.
+        """
+        with self._rollback_on_error():
+            task = parse_task(self.task)
+            X, state = self._check_windows(X, reset=True, task=task, min_windows=2)
+            stats = self._timed_statistics(X, task, state)
+            pending = self._commit(stats, task, state, windows=X)
+        self._emit(pending, depth=2)
+        return self
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Add a chunk of windows to the statistics and re-extract.
+
+        Statistics are sums over sub-windows, so any chunking of the data
+        gives the same statistics, and the same extraction, as one
+        :meth:`fit` on the concatenated chunks (``refine="em"`` runs in
+        :meth:`fit` only).
+
+        Parameters
+        ----------
+        X : array-like
+            A chunk of windows, of the same window length as earlier chunks.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : object
+        """
+        with self._rollback_on_error():
+            first = not hasattr(self, "statistics_")
+            task = parse_task(self.task) if first else self.task_
+            if not first and parse_task(self.task) != self.task_:
+                raise ValueError(
+                    f"task changed from {self.task_.spec!r} to {self.task!r} between "
+                    "partial_fit calls; call fit to start over"
+                )
+            X, state = self._check_windows(X, reset=first, task=task)
+            stats = self._timed_statistics(X, task, state)
+            if not first:
+                stats = self._merge(self.statistics_, stats)
+            pending = self._commit(stats, task, state)
+        self._emit(pending, depth=2)
+        return self
+
+    def extract_parameters_(self):
+        """Re-run the extraction from the stored statistics.
+
+        Runs the tensor decomposition (or predictor matching) with the
+        current ``n_init``, ``max_iter``, ``tol`` and ``random_state`` and
+        stores ``startprob_``, ``transmat_``, the emission parameters and
+        the diagnostics ``identifiable_``, ``extraction_fit_error_`` and
+        ``extraction_condition_``. :meth:`fit` calls it; call it again to
+        re-extract without touching the data.
+
+        Returns
+        -------
+        self : object
+        """
+        check_is_fitted(self, "statistics_")
+        with self._rollback_on_error():
+            state = {name: getattr(self, name) for name in self._state_names}
+            pending = self._commit(self.statistics_, self.task_, state)
+        self._emit(pending, depth=1)
+        return self
+
+    @contextmanager
+    def _rollback_on_error(self):
+        """Restore every attribute if the block raises.
+
+        ``validate_data`` resets ``n_features_in_`` before the task-specific
+        checks can fail; a failed fit must not leave a half-updated model.
+        """
+        saved = dict(self.__dict__)
+        try:
+            yield
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    def _log(self, message):
+        if self.verbose:
+            print(f"[{type(self).__name__}] {message}", file=sys.stderr, flush=True)
+
+    def _timed_statistics(self, X, task, state):
+        start = time.perf_counter()
+        stats = self._statistics(X, task, state)
+        self._log(
+            f"statistics of {X.shape[0]} windows for task {task.spec!r} "
+            f"({time.perf_counter() - start:.2f} s)"
+        )
+        return stats
+
+    def _sum_over_chunks(self, function, X, *args):
+        """Sum ``function(chunk, *args)`` over chunks of ``chunk_size`` windows.
+
+        Chunks bound the memory of the statistics (a chunk's temporaries, not
+        the whole data set's) and run in parallel with joblib, so a Dask or
+        Ray joblib backend spreads them over a cluster. The chunking does not
+        depend on ``n_jobs`` and the sums are taken in chunk order, so every
+        ``n_jobs`` gives bit-identical statistics.
+        """
+        starts = range(0, len(X), self.chunk_size)
+        parts = Parallel(n_jobs=self.n_jobs)(
+            delayed(function)(X[start : start + self.chunk_size], *args)
+            for start in starts
+        )
+        total = parts[0]
+        for part in parts[1:]:
+            total = self._merge(total, part)
+        return total
+
+    def _commit(self, stats, task, state, windows=None):
+        """Extract from ``stats`` and only then write the fitted attributes.
+
+        ``windows`` are the training windows, given by ``fit`` for EM
+        refinement. Returns the warnings to raise, as ``(message,
+        category)`` pairs, for the public method to raise at the user's line.
+        """
+        start = time.perf_counter()
+        result = self._extract(stats, task, state)
+        self._log(
+            f"extraction: {result.method}, fit error {result.fit_error:.4g}, "
+            f"{result.n_iter} iterations ({time.perf_counter() - start:.2f} s)"
+        )
+        identifiable, reason = self._identifiability(
+            task, state[self._size_name], result.finite_ambiguity
+        )
+        attrs = {
+            **_model_attributes(result.model),
+            "identifiable_": identifiable,
+            "identifiability_reason_": reason,
+            "extraction_method_": result.method,
+            "extraction_fit_error_": result.fit_error,
+            "extraction_condition_": result.condition,
+            "extraction_warnings_": list(result.messages),
+            "n_iter_": result.n_iter,
+            "refine_iter_": 0,
+            "refine_history_": [],
+        }
+        if result.predictor is not None:
+            attrs["predictor_"] = result.predictor
+        if self.refine == "em" and windows is not None:
+            model, history = baum_welch(
+                result.model,
+                windows,
+                n_iter=self.refine_iter,
+                tol=_REFINE_TOL,
+                verbose=self.verbose,
+                **self._refine_options(),
+            )
+            attrs.update(_model_attributes(model))
+            attrs["refine_iter_"] = len(history) - 1
+            attrs["refine_history_"] = history
+        attrs.update(state)
+        attrs["statistics_"] = self._persistent_statistics(stats)
+        attrs["task_"] = task
+        for name, value in attrs.items():
+            setattr(self, name, value)
+        return self._pending_warnings(result, task, identifiable, reason)
+
+    def _pending_warnings(self, result, task, identifiable, reason):
+        pending = [(message, ExtractionWarning) for message in result.messages]
+        if not identifiable:
+            pending.append(
+                (
+                    f"task {task.spec!r} does not identify a "
+                    f"{self.n_components}-state {self._emission} HMM: {reason}. "
+                    "The extracted parameters are one HMM consistent with the "
+                    "fitted predictor.",
+                    NonIdentifiabilityWarning,
+                )
+            )
+        if result.method == "cp" and (
+            result.fit_error > _MAX_FIT_ERROR or result.condition < _MIN_CONDITION
+        ):
+            pending.append(
+                (
+                    "the tensor decomposition looks unreliable (relative fit error "
+                    f"{result.fit_error:.3g}, condition {result.condition:.3g}); "
+                    "more data or fewer n_components may help",
+                    ExtractionWarning,
+                )
+            )
+        return pending
+
+    @staticmethod
+    def _emit(pending, depth):
+        """Raise the pending warnings at the user's line.
+
+        ``depth`` counts the frames between the public method and its caller
+        (2 under scikit-learn's ``_fit_context`` wrapper, 1 otherwise).
+        """
+        for message, category in pending:
+            warnings.warn(message, category, stacklevel=depth + 2)
+
+    def _identifiability(self, task, n_features, finite_ambiguity):
+        """``(identifiable, reason)`` for this task and model size."""
+        null = cached_null_dimension(
+            task.spec, self._emission, self.n_components, n_features
+        )
+        if null > 0:
+            return False, (
+                f"the predictor's Jacobian has a {null}-dimensional null space, "
+                "a continuum of HMMs gives the same predictor"
+            )
+        if finite_ambiguity:
+            return False, (
+                "the predictor sees the transition matrix only through a power "
+                "T^g, whose roots are a finite ambiguity"
+            )
+        return True, "the predictor's Jacobian has full rank"
+
+    # -- prediction -------------------------------------------------------
+    def _check_predict_windows(self, X):
+        check_is_fitted(self, "statistics_")
+        X, _ = self._check_windows(X, reset=False, task=self.task_)
+        return X
+
+    def transform(self, X):
+        """Posterior over hidden states at the task's first target position.
+
+        Computed under the extracted HMM from the task's observed tokens
+        only, so the estimator is a self-supervised feature extractor.
+
+        Parameters
+        ----------
+        X : array-like
+            Windows, as in :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n_windows, n_components)
+        """
+        X = self._check_predict_windows(X)
+        B = self.model_._task_emissions(self.task_, X)
+        gamma = smooth(self.model_.startprob_, self.model_.transmat_, B)[3]
+        return gamma[:, self.task_.targets[0][0] - 1]
+
+    def score(self, X, y=None):
+        """Mean log-likelihood per token of the windows under the extracted HMM.
+
+        Task-independent, so grid searches can compare masking schemes and
+        numbers of states on one scale.
+
+        Parameters
+        ----------
+        X : array-like
+            Windows, as in :meth:`fit`.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        float
+        """
+        X = self._check_predict_windows(X)
+        return self.model_.score(X)
+
+    def score_samples(self, X):
+        """Log-likelihood of each window under the extracted HMM.
+
+        Parameters
+        ----------
+        X : array-like
+            Windows, as in :meth:`fit`.
+
+        Returns
+        -------
+        ndarray of shape (n_windows,)
+        """
+        X = self._check_predict_windows(X)
+        return self.model_.log_likelihood(X)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = False
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        return tags

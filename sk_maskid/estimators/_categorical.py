@@ -1,0 +1,271 @@
+"""Masked-prediction estimator for HMMs with categorical tokens."""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+import numpy as np
+from sklearn.utils._param_validation import Interval
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._statistics import categorical_counts
+from .._validation import check_categorical_sequences
+from ..extraction import extract_categorical, tensor_route
+from ._base import _BaseMaskedHMM, check_span
+
+__all__ = ["MaskedCategoricalHMM"]
+
+
+def _counts_dict(X, positions, n_symbols):
+    return {"counts": categorical_counts(X, positions, n_symbols)}
+
+
+class MaskedCategoricalHMM(_BaseMaskedHMM):
+    """Masked-prediction estimator for HMMs with categorical tokens.
+
+    The predictor of the task is learned by counting (for one-hot tokens the
+    table of conditional frequencies is the exact squared-loss optimum), then
+    the HMM is extracted: by CP decomposition for tasks that predict the
+    tensor product of two tokens from a third (``"1->2*3"``, ``"2->1*3"``),
+    which identify the model when ``n_components <= n_symbols``; by
+    predictor matching otherwise.
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Number of hidden states (hmmlearn's name).
+    task : str or MaskedTask, default="1->2*3"
+        Masked-prediction task, e.g. ``"1->2"``, ``"1,3->2"``, ``"1->2*3"``.
+    n_features : int, default=None
+        Alphabet size (hmmlearn's name). ``None`` infers it from the first
+        fit as the largest symbol plus one; set it when streaming chunks with
+        :meth:`partial_fit`, since a later chunk may show new symbols.
+    n_init : int, default=5
+        Starts of the decomposition (Jennrich + ALS) or of predictor matching;
+        the best is kept.
+    max_iter : int, default=500
+        Iterations per start (ALS or L-BFGS).
+    tol : float, default=1e-10
+        Stopping tolerance per start. The ALS before the log-loss polish of
+        a tensor task stops at ``max(tol, 1e-7)``: it only has to find the
+        basin the polish then descends.
+    refine : {"em"} or None, default=None
+        ``"em"``: after extraction, run Baum-Welch on the training windows
+        from the extracted parameters (in :meth:`fit` only; ``partial_fit``
+        keeps the statistics-only extraction so chunked fits equal ``fit``).
+        The training log-likelihood never decreases.
+    refine_iter : int, default=20
+        Maximum EM iterations of the refinement.
+    chunk_size : int, default=100_000
+        Windows per chunk when accumulating the statistics: bounds memory.
+    n_jobs : int, default=None
+        Parallel jobs over chunks (joblib; ``None`` means 1 unless in a
+        :func:`joblib.parallel_backend` context). Results do not depend on it.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the random slice combinations and starts.
+    verbose : int, default=0
+        Verbosity: ``>= 1`` prints each stage (statistics, extraction, EM
+        iterations with the per-token gain) on stderr.
+
+    Attributes
+    ----------
+    startprob_ : ndarray of shape (n_components,)
+        Stationary distribution of the extracted chain.
+    transmat_ : ndarray of shape (n_components, n_components)
+        ``transmat_[i, j] = P(h_{t+1} = j | h_t = i)``.
+    emissionprob_ : ndarray of shape (n_components, n_symbols)
+        ``emissionprob_[i, s] = P(x_t = s | h_t = i)``.
+    model_ : CategoricalHMMModel
+        The extracted HMM.
+    predictor_ : ndarray of shape (n_symbols ** n_observed, target_dim)
+        Learned predictor, one row per combination of observed symbols
+        (row-major); rows never seen in training hold the extracted HMM's
+        prediction.
+    statistics_ : dict
+        ``{"counts": joint counts of the task's positions}``, summed over
+        sub-windows (additive across chunks).
+    task_ : MaskedTask
+        Parsed task.
+    n_symbols_ : int
+        Alphabet size.
+    identifiable_ : bool
+        Whether the task's predictor determines the HMM (numerical check).
+    identifiability_reason_ : str
+        Why.
+    extraction_method_ : {"cp", "predictor matching"}
+        "cp" for tensor tasks; tensor tasks whose statistics have rank below
+        ``n_components`` fall back on predictor matching.
+    extraction_warnings_ : list of str
+        Problems found in the data (never-seen symbols, too few sub-windows,
+        rank-deficient statistics); each was also raised as an
+        :class:`~sk_maskid.ExtractionWarning`.
+    extraction_fit_error_ : float
+        Relative reconstruction error of the CP decomposition, or the excess
+        cross-entropy of predictor matching.
+    extraction_condition_ : float
+        Smallest singular value of the column-normalised CP factors (NaN for
+        predictor matching).
+    n_iter_ : int
+        L-BFGS iterations of the final optimiser: predictor matching, or the
+        polish of the tensor read-out under the task's log-loss (at most
+        ``max_iter`` either way).
+    refine_iter_ : int
+        EM iterations kept by ``refine="em"`` (0 without refinement).
+    refine_history_ : list of float
+        Training log-likelihood before and after each kept EM iteration.
+    n_features_in_ : int
+        Window length seen during fit.
+
+    See Also
+    --------
+    MaskedGaussianHMM : The same for Gaussian tokens.
+
+    Examples
+    --------
+    >>> from sk_maskid import MaskedCategoricalHMM, make_categorical_hmm
+    >>> true = make_categorical_hmm(3, 6, random_state=0)
+    >>> X = true.sample(20000, 5, random_state=0)
+    >>> est = MaskedCategoricalHMM(n_components=3, random_state=0).fit(X)
+    >>> est.transmat_.shape
+    (3, 3)
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseMaskedHMM._parameter_constraints,
+        "n_features": [Interval(Integral, 1, None, closed="left"), None],
+    }
+    _emission = "categorical"
+    _state_names = ("n_symbols_",)
+    _size_name = "n_symbols_"
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        task="1->2*3",
+        n_features=None,
+        n_init=5,
+        max_iter=500,
+        tol=1e-10,
+        refine=None,
+        refine_iter=20,
+        chunk_size=100_000,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        super().__init__(
+            n_components,
+            task=task,
+            n_init=n_init,
+            max_iter=max_iter,
+            tol=tol,
+            refine=refine,
+            refine_iter=refine_iter,
+            chunk_size=chunk_size,
+            n_jobs=n_jobs,
+            random_state=random_state,
+            verbose=verbose,
+        )
+        self.n_features = n_features
+
+    def _check_windows(self, X, reset, task, min_windows=1):
+        # fit needs two windows at least; a partial_fit chunk may hold one
+        X = validate_data(
+            self, X, reset=reset, dtype=None, ensure_min_samples=min_windows
+        )
+        # Floats are accepted only when they hold whole numbers.
+        X = check_categorical_sequences(X, allow_masked=False)
+        check_span(X, task)
+        if reset:
+            d = self.n_features if self.n_features is not None else int(X.max()) + 1
+            self._check_size(task, d)
+        else:
+            d = self.n_symbols_
+        if X.max() >= d:
+            raise ValueError(
+                f"X has symbol {X.max()} out of range: expected symbols 0..{d - 1} "
+                f"(n_symbols={d}"
+                + (
+                    ", inferred at the first fit; set n_features to stream chunks"
+                    if self.n_features is None
+                    else ""
+                )
+                + ")"
+            )
+        return X, {"n_symbols_": d}
+
+    def _check_size(self, task, d):
+        k = self.n_components
+        if tensor_route(task) is not None and k > d:
+            raise ValueError(
+                f"n_components={k} is too large to be identifiable from "
+                f"{d} symbols: the tensor route needs n_components <= n_symbols "
+                "(the emission matrix must have full column rank)"
+            )
+
+    def _statistics(self, X, task, state):
+        return self._sum_over_chunks(
+            _counts_dict, X, task.positions, state["n_symbols_"]
+        )
+
+    def _extract(self, stats, task, state):
+        return extract_categorical(
+            stats["counts"],
+            task,
+            self.n_components,
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            random_state=self.random_state,
+        )
+
+    def predict(self, X):
+        """The learned predictor's output for the task's target.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_windows, window_length)
+            Windows; only the task's observed positions are read.
+
+        Returns
+        -------
+        ndarray of shape (n_windows, target_dim)
+            ``E[target | observed]``: probabilities over the target symbols
+            (flattened row-major for tensor-product targets).
+        """
+        X = self._check_predict_windows(X)
+        d = self.n_symbols_
+        index = np.zeros(len(X), dtype=np.intp)
+        for p in self.task_.observed:
+            index = index * d + X[:, p - 1]
+        return self.predictor_[index]
+
+    def to_hmmlearn(self):
+        """An hmmlearn ``CategoricalHMM`` holding the extracted parameters.
+
+        Returns
+        -------
+        hmmlearn.hmm.CategoricalHMM
+            With ``init_params=""`` so a later ``fit`` refines these values.
+        """
+        check_is_fitted(self, "statistics_")
+        from hmmlearn.hmm import CategoricalHMM
+
+        hmm = CategoricalHMM(
+            n_components=self.n_components,
+            n_features=self.n_symbols_,
+            init_params="",
+            implementation="scaling",
+            random_state=self.random_state,
+        )
+        hmm.startprob_ = self.startprob_
+        hmm.transmat_ = self.transmat_
+        hmm.emissionprob_ = self.emissionprob_
+        return hmm
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.categorical = True
+        tags.input_tags.positive_only = True
+        return tags

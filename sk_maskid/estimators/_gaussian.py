@@ -1,0 +1,314 @@
+"""Masked-prediction estimator for HMMs with Gaussian tokens."""
+
+from __future__ import annotations
+
+from numbers import Real
+
+import numpy as np
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._statistics import gaussian_moments, sub_window_offsets
+from .._validation import check_gaussian_sequences
+from ..extraction import extract_gaussian, tensor_route
+from ..tasks import parse_task
+from ._base import _BaseMaskedHMM, check_span
+
+__all__ = ["MaskedGaussianHMM"]
+
+
+class MaskedGaussianHMM(_BaseMaskedHMM):
+    """Masked-prediction estimator for HMMs with Gaussian tokens.
+
+    Two predictors, chosen by ``predictor``:
+
+    * ``"moments"`` (tensor tasks such as ``"1->2*3"``): the predictor of the
+      tensor product is summarised by the cross-moment tensor
+      ``E[x~_{s1} ⊗ x~_{s2} ⊗ x~_{s3}]`` of augmented tokens ``x~ = [x; 1]``,
+      whose CP decomposition gives means and transitions; per-state variances
+      come from ``E[x~_{s1} ⊗ x_{s2}^2]``.
+    * ``"posterior"`` (one token from another, e.g. ``"1->2"``, ``"2->1"``,
+      ``"1->3"``): the paper's tied parametric form
+      ``E[x_b | x_a] = M T^g softmax(M^T x_a / s2 + b)``, fitted by L-BFGS
+      from ``n_init`` k-means++ starts, with the variance pinned by the
+      second moment (the predictor alone leaves a one-parameter family).
+      It is fitted on the token pairs themselves, not on additive
+      statistics, so it has no ``partial_fit`` (``hasattr`` is False).
+
+    Parameters
+    ----------
+    n_components : int, default=2
+        Number of hidden states.
+    task : str or MaskedTask, default="1->2*3"
+        Masked-prediction task.
+    predictor : {"auto", "moments", "posterior"}, default="auto"
+        Predictor form; "auto" picks "moments" for tensor tasks and
+        "posterior" for single-token tasks.
+    covariance_type : {"spherical", "diag"}, default="diag"
+        Form of ``covars_`` (hmmlearn's setter shapes). The posterior form
+        estimates one shared variance.
+    min_covar : float, default=1e-3
+        Floor on the variances.
+    n_init : int, default=5
+        Starts of the decomposition or of L-BFGS; the best is kept.
+    max_iter : int, default=500
+        Iterations per start.
+    tol : float, default=1e-10
+        Stopping tolerance per start.
+    refine : {"em"} or None, default=None
+        ``"em"``: after extraction, run Baum-Welch on the training windows
+        from the extracted parameters (in :meth:`fit` only; ``partial_fit``
+        keeps the statistics-only extraction so chunked fits equal ``fit``).
+        The training log-likelihood never decreases.
+    refine_iter : int, default=20
+        Maximum EM iterations of the refinement.
+    chunk_size : int, default=100_000
+        Windows per chunk when accumulating the statistics: bounds memory.
+    n_jobs : int, default=None
+        Parallel jobs over chunks (joblib; ``None`` means 1 unless in a
+        :func:`joblib.parallel_backend` context). Results do not depend on it.
+    random_state : int, RandomState instance or None, default=None
+        Seeds starts and slice combinations.
+    verbose : int, default=0
+        Verbosity: ``>= 1`` prints each stage (statistics, extraction, EM
+        iterations with the per-token gain) on stderr.
+
+    Attributes
+    ----------
+    startprob_ : ndarray of shape (n_components,)
+    transmat_ : ndarray of shape (n_components, n_components)
+    means_ : ndarray of shape (n_components, n_token_features)
+    covars_ : ndarray
+        ``(n_components,)`` (spherical) or ``(n_components,
+        n_token_features)`` (diag).
+    model_ : GaussianHMMModel
+    statistics_ : dict
+        Additive sums (cross-moments and counts) for the moment route; for
+        the posterior form, the number of pairs and ``sum ||x||^2`` (the form
+        is fitted on the token pairs themselves, which are not kept, so it
+        has no ``partial_fit`` and no re-extraction).
+    task_ : MaskedTask
+    n_token_features_ : int
+        Token dimension.
+    identifiable_, identifiability_reason_, extraction_fit_error_, \
+extraction_condition_, extraction_warnings_, n_iter_, refine_iter_, \
+refine_history_ :
+        As in :class:`MaskedCategoricalHMM`; the posterior form reports its
+        final squared loss as ``extraction_fit_error_``.
+    extraction_method_ : {"cp", "posterior", "degenerate"}
+        "degenerate" when the data support fewer than ``n_components``
+        distinct states (e.g. constant tokens): every state then emits the
+        token mean and variance, and an ExtractionWarning says so.
+    n_features_in_ : int
+        Window length seen during fit.
+
+    See Also
+    --------
+    MaskedCategoricalHMM : The same for categorical tokens.
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseMaskedHMM._parameter_constraints,
+        "predictor": [StrOptions({"auto", "moments", "posterior"})],
+        "covariance_type": [StrOptions({"spherical", "diag"})],
+        "min_covar": [Interval(Real, 0, None, closed="neither")],
+    }
+    _emission = "gaussian"
+    _state_names = ("n_token_features_", "predictor_form_")
+    _size_name = "n_token_features_"
+
+    def __init__(
+        self,
+        n_components=2,
+        *,
+        task="1->2*3",
+        predictor="auto",
+        covariance_type="diag",
+        min_covar=1e-3,
+        n_init=5,
+        max_iter=500,
+        tol=1e-10,
+        refine=None,
+        refine_iter=20,
+        chunk_size=100_000,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+    ):
+        super().__init__(
+            n_components,
+            task=task,
+            n_init=n_init,
+            max_iter=max_iter,
+            tol=tol,
+            refine=refine,
+            refine_iter=refine_iter,
+            chunk_size=chunk_size,
+            n_jobs=n_jobs,
+            random_state=random_state,
+            verbose=verbose,
+        )
+        self.predictor = predictor
+        self.covariance_type = covariance_type
+        self.min_covar = min_covar
+
+    def _resolve_predictor(self, task):
+        route = tensor_route(task)
+        form = self.predictor
+        if form == "auto":
+            form = "moments" if route is not None else "posterior"
+        single = (
+            len(task.observed) == 1
+            and len(task.targets) == 1
+            and len(task.targets[0]) == 1
+        )
+        if form == "moments" and route is None:
+            raise ValueError(
+                f"predictor='moments' needs a tensor task with one observed token "
+                f"and a two-token product target (e.g. '1->2*3'), got {task.spec!r}"
+            )
+        if form == "posterior" and not single:
+            raise ValueError(
+                f"predictor='posterior' needs a one-token task such as '1->2', "
+                f"got {task.spec!r}; Gaussian tokens support one-token tasks and "
+                "tensor tasks with one observed token"
+            )
+        return form
+
+    def _check_windows(self, X, reset, task, min_windows=1):
+        X = validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype="numeric",
+            allow_nd=True,
+            ensure_min_samples=min_windows,
+        )
+        X = check_gaussian_sequences(
+            X, None if reset else self.n_token_features_, allow_masked=False
+        )
+        check_span(X, task)
+        if reset:
+            form = self._resolve_predictor(task)
+            d = X.shape[2]
+            # With the constant coordinate x~ = [x; 1] the means need only be
+            # affinely independent: at most d + 1 states. Whether a given
+            # size is identified is then the numerical check's call.
+            if self.n_components > d + 1:
+                raise ValueError(
+                    f"n_components={self.n_components} is too large to be "
+                    f"identifiable from {d}-dimensional tokens: at most {d + 1} "
+                    "states have affinely independent means"
+                )
+            return X, {"n_token_features_": d, "predictor_form_": form}
+        return X, {
+            "n_token_features_": self.n_token_features_,
+            "predictor_form_": self.predictor_form_,
+        }
+
+    def _statistics(self, X, task, state):
+        if state["predictor_form_"] == "moments":
+            return self._sum_over_chunks(gaussian_moments, X, task.positions)
+        # The posterior form is fitted on data, not on sums: keep the token
+        # pairs (earlier, later) and the sums that pin the variance. A
+        # backward task ("2->1") sees the same pairs: its HMM is fitted
+        # through the forward form E[later | earlier].
+        a, b = task.observed[0], task.targets[0][0]
+        n_off = sub_window_offsets(X.shape[1], max(a, b))
+        lo = min(a, b) - 1
+        gap = abs(b - a)
+        starts = X[:, lo : lo + n_off].reshape(-1, X.shape[2])
+        ends = X[:, lo + gap : lo + gap + n_off].reshape(-1, X.shape[2])
+        return {
+            "n": float(len(starts)),
+            "sq": float(np.sum(X**2)),
+            "n_tokens": float(X.shape[0] * X.shape[1]),
+            "earlier": starts,
+            "later": ends,
+        }
+
+    def _persistent_statistics(self, stats):
+        # the posterior form's token pairs grow with the data: not kept
+        return {k: v for k, v in stats.items() if k not in ("earlier", "later")}
+
+    def _partial_fit_available(self):
+        try:
+            return self._resolve_predictor(parse_task(self.task)) == "moments"
+        except (TypeError, ValueError):
+            return True  # let partial_fit raise the parameter's own error
+
+    # The posterior form is fitted on token pairs, not on additive statistics,
+    # so chunks cannot be combined: no partial_fit (hasattr is then False,
+    # as for scikit-learn's other conditional methods).
+    partial_fit = available_if(_partial_fit_available)(_BaseMaskedHMM.partial_fit)
+
+    def extract_parameters_(self):  # noqa: D102 - documented on the base
+        check_is_fitted(self, "statistics_")
+        if self.predictor_form_ == "posterior":
+            raise ValueError(
+                "the posterior-form predictor is fitted on token pairs, which are "
+                "not kept; call fit to re-extract"
+            )
+        return super().extract_parameters_()
+
+    extract_parameters_.__doc__ = _BaseMaskedHMM.extract_parameters_.__doc__
+
+    def _refine_options(self):
+        return {**super()._refine_options(), "min_covar": self.min_covar}
+
+    def _extract(self, stats, task, state):
+        return extract_gaussian(
+            stats,
+            task,
+            self.n_components,
+            form=state["predictor_form_"],
+            covariance_type=self.covariance_type,
+            min_covar=self.min_covar,
+            n_init=self.n_init,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            random_state=self.random_state,
+        )
+
+    def predict(self, X):
+        """The fitted predictor's output for the task's target.
+
+        The Gaussian predictor is the extracted HMM's exact conditional
+        expectation (the parametric form both predictors take).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_windows, window_length[, n_features])
+
+        Returns
+        -------
+        ndarray of shape (n_windows, target_dim)
+        """
+        X = self._check_predict_windows(X)
+        return self.model_.conditional_expectation(self.task_, X)
+
+    def to_hmmlearn(self):
+        """An hmmlearn ``GaussianHMM`` holding the extracted parameters.
+
+        Returns
+        -------
+        hmmlearn.hmm.GaussianHMM
+            With ``init_params=""`` so a later ``fit`` refines these values.
+        """
+        check_is_fitted(self, "statistics_")
+        from hmmlearn.hmm import GaussianHMM
+
+        hmm = GaussianHMM(
+            n_components=self.n_components,
+            covariance_type=self.covariance_type,
+            init_params="",
+            implementation="scaling",
+            random_state=self.random_state,
+        )
+        hmm.n_features = self.n_token_features_
+        hmm.startprob_ = self.startprob_
+        hmm.transmat_ = self.transmat_
+        hmm.means_ = self.means_
+        hmm.covars_ = self.covars_
+        return hmm
