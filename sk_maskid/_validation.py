@@ -48,16 +48,15 @@ def check_stochastic(array, name, shape=None):
     return arr
 
 
-def check_n_components(n_components, name="n_components"):
-    """Check a number of hidden states (an int >= 1)."""
-    if isinstance(n_components, bool) or not isinstance(n_components, numbers.Integral):
+def check_positive_int(value, name):
+    """Check an int >= 1 (numpy integers accepted, bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(
-            f"{name} must be an int, got {type(n_components).__name__} "
-            f"({n_components!r})"
+            f"{name} must be an int, got {type(value).__name__} ({value!r})"
         )
-    if n_components < 1:
-        raise ValueError(f"{name} must be >= 1, got {n_components}")
-    return int(n_components)
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
 
 
 def _as_numeric(X):
@@ -190,7 +189,7 @@ def check_gaussian_sequences(X, n_features=None, *, allow_masked=True, name="X")
 
 __all__ = [
     "check_stochastic",
-    "check_n_components",
+    "check_positive_int",
     "check_categorical_sequences",
     "check_gaussian_sequences",
 ]

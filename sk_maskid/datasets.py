@@ -11,7 +11,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._hmm import stationary
-from ._validation import check_n_components
+from ._validation import check_positive_int
 from .models import CategoricalHMMModel, GaussianHMMModel
 
 __all__ = ["make_categorical_hmm", "make_gaussian_hmm"]
@@ -36,8 +36,8 @@ def _random_transmat(k, self_transition, rng):
 
 def _check_sizes(n_components, n_features, name, self_transition):
     """Validate the model size and persistence shared by both generators."""
-    k = check_n_components(n_components)
-    d = check_n_components(n_features, name)
+    k = check_positive_int(n_components, "n_components")
+    d = check_positive_int(n_features, name)
     if k > d:
         raise ValueError(
             f"n_components={k} > {name}={d}: the emission matrix cannot have "

@@ -23,6 +23,7 @@ from ._hmm import forward, smooth, stationary, task_expectation
 from ._validation import (
     check_categorical_sequences,
     check_gaussian_sequences,
+    check_positive_int,
     check_stochastic,
 )
 from .tasks import parse_task
@@ -256,7 +257,8 @@ class _BaseHMMModel:
         states : ndarray of shape (n_sequences, length)
             Only when ``return_states``.
         """
-        self._check_sample_args(n_sequences, length)
+        n_sequences = check_positive_int(n_sequences, "n_sequences")
+        length = check_positive_int(length, "length")
         rng = check_random_state(random_state)
         states = self._sample_states(n_sequences, length, rng)
         X = self._emit(states, rng)
@@ -280,13 +282,6 @@ class _BaseHMMModel:
             rows = cum_trans[states[:, t - 1]]
             states[:, t] = np.minimum((rows <= u[:, t, None]).sum(axis=1), k - 1)
         return states
-
-    def _check_sample_args(self, n_sequences, length):
-        for name, value in (("n_sequences", n_sequences), ("length", length)):
-            if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-            if value < 1:
-                raise ValueError(f"{name} must be >= 1, got {value}")
 
 
 class CategoricalHMMModel(_BaseHMMModel):

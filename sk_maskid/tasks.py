@@ -19,6 +19,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from ._validation import check_positive_int
+
 __all__ = ["MaskedTask", "parse_task", "make_windows"]
 
 _POSITIONS = r"\d+(?:,\d+)*"
@@ -165,8 +167,8 @@ def make_windows(sequences, window_length, step=1):
         :class:`sklearn.model_selection.GroupKFold` (overlapping windows of
         one sequence must not straddle a train/test split).
     """
-    window_length = _check_positive_int(window_length, "window_length")
-    step = _check_positive_int(step, "step")
+    window_length = check_positive_int(window_length, "window_length")
+    step = check_positive_int(step, "step")
     if isinstance(sequences, np.ndarray) and sequences.ndim in (2, 3):
         seqs = list(sequences)
     elif isinstance(sequences, list | tuple):
@@ -204,11 +206,3 @@ def make_windows(sequences, window_length, step=1):
             f"(longest has {longest} tokens)"
         )
     return np.concatenate(windows), np.concatenate(groups)
-
-
-def _check_positive_int(value, name):
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
