@@ -131,7 +131,9 @@ def cp_decompose(tensor, rank, *, n_init=5, max_iter=500, tol=1e-12, random_stat
                 rank,
                 n_iter_max=max_iter,
                 init=CPTensor((np.ones(rank), init)),
-                tol=tol,
+                # tensorly (0.10) with a callback and tol=0 reads an unset
+                # error; the smallest positive tol runs every iteration too.
+                tol=max(tol, np.finfo(float).tiny),
                 # Line search extrapolates across ALS swamps: measured 184
                 # iterations to tol=1e-10 instead of 500 without reaching it
                 # (k=4, d=12, 1e6 tokens), at a lower residual.

@@ -1,0 +1,168 @@
+"""Baum-Welch refinement against hmmlearn's EM from the same start."""
+
+import numpy as np
+import pytest
+
+from sk_maskid import GaussianHMMModel, make_categorical_hmm, make_gaussian_hmm
+from sk_maskid.refinement import baum_welch
+
+hmm = pytest.importorskip("hmmlearn.hmm")
+
+# The windows are independent sequences for both implementations: hmmlearn
+# gets them concatenated with ``lengths``, so its start probabilities are
+# re-estimated from the window starts exactly as ours are.
+_N_WINDOWS, _LENGTH = 150, 8
+
+
+def _set_chain(ref, model):
+    ref.startprob_ = model.startprob_.copy()
+    ref.transmat_ = model.transmat_.copy()
+
+
+def test_categorical_em_matches_hmmlearn():
+    truth = make_categorical_hmm(3, 4, self_transition=0.5, random_state=0)
+    X = truth.sample(_N_WINDOWS, _LENGTH, random_state=0)
+    start = make_categorical_hmm(3, 4, random_state=1)
+    # hmmlearn has no floor on emissions: ours (1e-12) must never bind
+    model, history = baum_welch(start, X, n_iter=5, tol=0, floor=1e-12)
+    assert len(history) == 6 and model.emissionprob_.min() > 1e-6
+
+    ref = hmm.CategoricalHMM(
+        n_components=3,
+        n_features=4,
+        n_iter=5,
+        tol=0,
+        params="ste",
+        init_params="",
+        implementation="scaling",
+    )
+    _set_chain(ref, start)
+    ref.emissionprob_ = start.emissionprob_.copy()
+    ref.fit(X.reshape(-1, 1), lengths=[_LENGTH] * _N_WINDOWS)
+    assert ref.monitor_.iter == 5
+
+    # same E-steps and M-steps: equal up to rounding (measured <= 6e-16)
+    np.testing.assert_allclose(model.startprob_, ref.startprob_, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(model.transmat_, ref.transmat_, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        model.emissionprob_, ref.emissionprob_, rtol=0, atol=1e-12
+    )
+    # hmmlearn records the log-likelihood before each M-step
+    np.testing.assert_allclose(history[:5], ref.monitor_.history, rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
+def test_gaussian_em_matches_hmmlearn(covariance_type):
+    k, d = 3, 3
+    truth = make_gaussian_hmm(k, d, self_transition=0.5, random_state=2)
+    X = truth.sample(_N_WINDOWS, _LENGTH, random_state=2)
+    rng = np.random.default_rng(0)
+    covars = rng.uniform(0.7, 1.5, size=(k, d))
+    if covariance_type == "spherical":
+        covars = covars[:, 0]
+    start = GaussianHMMModel(
+        np.full(k, 1 / k),
+        make_categorical_hmm(k, k, random_state=3).transmat_,
+        truth.means_ + 0.5 * rng.standard_normal((k, d)),
+        covars,
+        covariance_type,
+    )
+    model, history = baum_welch(start, X, n_iter=5, tol=0, min_covar=1e-3)
+    # hmmlearn applies min_covar only at initialisation: ours must not bind
+    assert len(history) == 6 and model.covars_.min() > 0.1
+
+    ref = hmm.GaussianHMM(
+        n_components=k,
+        covariance_type=covariance_type,
+        # hmmlearn's default covars_prior=1e-2 adds 0.01 to every variance
+        # numerator (a MAP estimate); 0 gives the maximum-likelihood M-step
+        covars_prior=0.0,
+        n_iter=5,
+        tol=0,
+        params="stmc",
+        init_params="",
+        implementation="scaling",
+    )
+    ref.n_features = d
+    _set_chain(ref, start)
+    ref.means_ = start.means_.copy()
+    ref.covars_ = start.covars_.copy()
+    ref.fit(X.reshape(-1, d), lengths=[_LENGTH] * _N_WINDOWS)
+    assert ref.monitor_.iter == 5
+
+    # same E-steps and M-steps: equal up to rounding (measured <= 4e-14)
+    np.testing.assert_allclose(model.startprob_, ref.startprob_, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(model.transmat_, ref.transmat_, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(model.means_, ref.means_, rtol=0, atol=1e-12)
+    # hmmlearn's covars_ property expands to full matrices; after its M-step,
+    # _covars_ holds one variance per state and feature ("spherical": tiled)
+    ref_covars = ref._covars_ if covariance_type == "diag" else ref._covars_[:, 0]
+    np.testing.assert_allclose(model.covars_, ref_covars, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(history[:5], ref.monitor_.history, rtol=1e-12)
+
+
+def _categorical_problem():
+    truth = make_categorical_hmm(3, 5, self_transition=0.5, random_state=4)
+    X = truth.sample(400, 6, random_state=4)
+    start = make_categorical_hmm(3, 5, random_state=5)
+    return start, X
+
+
+def test_history_is_non_decreasing_and_ends_at_the_returned_model():
+    start, X = _categorical_problem()
+    model, history = baum_welch(start, X, n_iter=40, tol=0)
+    assert len(history) > 10
+    assert np.all(np.diff(history) >= 0)
+    np.testing.assert_allclose(history[0], start.log_likelihood(X).sum(), rtol=1e-12)
+    np.testing.assert_allclose(history[-1], model.log_likelihood(X).sum(), rtol=1e-12)
+    assert history[-1] > history[0] + 1.0  # EM did move from a random start
+
+
+def test_tol_stops_at_the_first_small_gain():
+    start, X = _categorical_problem()
+    tol = 1e-4
+    _, history = baum_welch(start, X, n_iter=500, tol=tol)
+    gains = np.diff(history) / X.size  # per-token gains, as tol is stated
+    assert len(gains) < 500
+    assert gains[-1] < tol and np.all(gains[:-1] >= tol)
+    # a huge tol stops after one iteration; n_iter=0 returns the start
+    assert len(baum_welch(start, X, n_iter=500, tol=1.0)[1]) == 2
+    model, history = baum_welch(start, X, n_iter=0)
+    assert model is start and len(history) == 1
+
+
+def test_result_is_a_valid_model_with_floors():
+    start, X = _categorical_problem()
+    X = np.where(X == 4, 0, X)  # symbol 4 never seen
+    model, _ = baum_welch(start, X, n_iter=10, floor=1e-6)
+    np.testing.assert_allclose(model.transmat_.sum(axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(model.startprob_.sum(), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(model.emissionprob_.sum(axis=1), 1.0, rtol=1e-12)
+    # the unseen symbol keeps the floor (renormalised), so it stays possible
+    np.testing.assert_allclose(model.emissionprob_[:, 4], 1e-6, rtol=1e-5)
+    assert np.isfinite(model.log_likelihood(np.array([[4, 4, 1]]))).all()
+
+    # a constant feature drives the variance to min_covar, never below
+    truth = make_gaussian_hmm(2, 2, random_state=6)
+    Xg = truth.sample(100, 5, random_state=6)
+    Xg[..., 1] = 0.25
+    g, _ = baum_welch(
+        GaussianHMMModel(
+            truth.startprob_, truth.transmat_, truth.means_, np.ones((2, 2)), "diag"
+        ),
+        Xg,
+        n_iter=3,
+        min_covar=1e-3,
+    )
+    np.testing.assert_allclose(g.covars_[:, 1], 1e-3, rtol=1e-12)
+    np.testing.assert_allclose(g.means_[:, 1], 0.25, rtol=1e-12)
+    assert g.covariance_type == "diag" and np.all(g.covars_[:, 0] > 1e-3)
+
+
+def test_verbose_reports_each_iteration(capsys):
+    start, X = _categorical_problem()
+    _, history = baum_welch(start, X, n_iter=3, tol=0, verbose=1)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == len(history) - 1 == 3
+    assert lines[0].startswith("[baum_welch] iteration 1:")
+    assert f"{history[-1] / X.size:.6f} per token" in lines[-1]
