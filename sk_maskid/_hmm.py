@@ -199,3 +199,35 @@ def stationary(transmat):
     b = np.zeros(A.shape[:-1] + (1,), dtype=A.dtype)
     b[..., -1, 0] = 1.0
     return np.linalg.solve(A, b)[..., 0]
+
+
+def viterbi(log_startprob, log_transmat, log_B, lengths):
+    """Most probable hidden path of each sequence, vectorised over sequences.
+
+    ``log_B[n, t, i]`` is the log emission likelihood (0 for a masked token,
+    which the path still crosses); sequence ``n`` ends after ``lengths[n]``
+    tokens. Returns the path log-probabilities ``(n,)`` (``log p(x, h*)``)
+    and the states ``(n, T)``, -1 past each sequence's end. Ties go to the
+    lowest state, as in hmmlearn.
+    """
+    n, T, k = log_B.shape
+    rows = np.arange(n)
+    delta = log_startprob + log_B[:, 0]
+    back = np.zeros((n, T, k), dtype=np.intp)
+    for t in range(1, T):
+        scores = delta[:, :, None] + log_transmat  # (n, from, to)
+        back[:, t] = scores.argmax(axis=1)
+        step = scores.max(axis=1) + log_B[:, t]
+        delta = np.where((t < lengths)[:, None], step, delta)
+    states = np.full((n, T), -1, dtype=np.intp)
+    last = delta.argmax(axis=1)
+    log_prob = delta[rows, last]
+    ends = np.maximum(lengths - 1, 0)
+    states[rows, ends] = last
+    current = last
+    for t in range(T - 1, 0, -1):
+        inside = t <= ends
+        previous = back[rows, t, current]
+        current = np.where(inside, previous, current)
+        states[inside, t - 1] = current[inside]
+    return log_prob, states

@@ -69,6 +69,7 @@ __all__ = [
     "extract_gaussian",
     "readout_categorical",
     "readout_gaussian",
+    "start_distribution",
     "tensor_route",
 ]
 
@@ -151,7 +152,8 @@ def _project_rows(V):
 def _floor(P):
     """Lift exact zeros left by the simplex projection to ``PROB_FLOOR``.
 
-    The change to any entry is at most ``PROB_FLOOR``.
+    After renormalising, an entry of a row of ``d`` moves by at most
+    ``(d - 1) * PROB_FLOOR``.
     """
     P = np.maximum(P, PROB_FLOOR)
     return P / P.sum(axis=1, keepdims=True)
@@ -612,3 +614,44 @@ def _placeholder(mean, second, k, min_covar, covariance_type, messages):
         finite_ambiguity=False,
         messages=tuple(messages),
     )
+
+
+def start_distribution(model, first, *, max_iter=500, tol=1e-12):
+    """Initial-state distribution fitted to the first tokens of sequences.
+
+    The maximum-likelihood mixture weights of the first tokens under the
+    extracted emissions (EM on the weights alone, from the stationary
+    distribution): the same quantity hmmlearn's ``startprob_`` estimates, from
+    statistics that add up over chunks.
+
+    Parameters
+    ----------
+    model : CategoricalHMMModel or GaussianHMMModel
+    first : ndarray
+        Categorical: counts of each symbol at sequence starts, ``(n_symbols,)``;
+        Gaussian: the first tokens, ``(n_sequences, n_features)``.
+    max_iter : int, default=500
+    tol : float, default=1e-12
+        Stop when no weight moves by more than this.
+
+    Returns
+    -------
+    ndarray of shape (n_components,)
+    """
+    if isinstance(model, CategoricalHMMModel):
+        likelihood, weights = model.emissionprob_.T, np.asarray(first, dtype=float)
+    else:
+        likelihood = model._emission_likelihood(np.asarray(first)[None])[0][0]
+        weights = np.ones(len(likelihood))
+    keep = weights > 0
+    likelihood, weights = likelihood[keep], weights[keep] / weights[keep].sum()
+    pi = model.startprob_
+    for _ in range(max_iter):
+        posterior = pi * likelihood
+        posterior /= posterior.sum(axis=1, keepdims=True)
+        new = weights @ posterior
+        done = np.abs(new - pi).max() < tol
+        pi = new
+        if done:
+            break
+    return _project_rows(pi)[0]

@@ -373,6 +373,9 @@ def _theory(tasks, emission, k, d):
         return (
             "not identifiable (k > d: the emission matrix cannot have full column rank)"
         )
+    if verdict and emission == "gaussian" and k > d:
+        # the paper's standing assumption: linearly independent means
+        return "not covered (the paper assumes k <= d, independent means)"
     return verdict
 
 

@@ -42,9 +42,11 @@ def _recovery(task, emission, k, d, n_tokens, random_state):
     """Max-abs recovery errors of the package's estimator on sampled data.
 
     Returns ``(emission_error, transmat_error)``, NaN where no estimator fits
-    the task (joint tasks; Gaussian tasks outside the supported forms).
+    the task (joint tasks; Gaussian tasks outside the supported forms) and
+    where no model can be sampled (``k > d``: the datasets' models have an
+    emission or mean matrix of full column rank).
     """
-    if isinstance(task, list | tuple):
+    if isinstance(task, list | tuple) or k > d:
         return np.nan, np.nan
     task = parse_task(task)
     window = max(task.span, 3) + 2

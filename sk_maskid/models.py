@@ -14,12 +14,13 @@ differentiate it by the complex-step method.
 
 from __future__ import annotations
 
+import copy
 from collections import namedtuple
 
 import numpy as np
 from sklearn.utils import check_random_state
 
-from ._hmm import forward, smooth, stationary, task_expectation
+from ._hmm import forward, smooth, stationary, task_expectation, viterbi
 from ._validation import (
     check_categorical_sequences,
     check_gaussian_sequences,
@@ -62,6 +63,23 @@ class _BaseHMMModel:
     def n_components(self):
         """Number of hidden states."""
         return self.transmat_.shape[0]
+
+    def with_startprob(self, startprob):
+        """A copy of the model with another initial-state distribution.
+
+        Parameters
+        ----------
+        startprob : array-like of shape (n_components,)
+
+        Returns
+        -------
+        model : same type as self
+        """
+        model = copy.copy(self)
+        model.startprob_ = check_stochastic(
+            startprob, "startprob", shape=(self.n_components,)
+        )
+        return model
 
     def stationary_distribution(self):
         """Stationary distribution ``π`` of the hidden chain (``π T = π``).
@@ -153,6 +171,46 @@ class _BaseHMMModel:
         X = self._check_X(X)
         B, _ = self._emission_likelihood(X)
         return smooth(self.startprob_, self.transmat_, B)[3]
+
+    def decode(self, X, lengths=None):
+        """Most probable hidden path (Viterbi) of each sequence.
+
+        Masked tokens are crossed by the path with no emission term: the
+        result maximises ``p(h, observed tokens)``.
+
+        Parameters
+        ----------
+        X : array-like
+            Sequences; see the class docstring for shapes and masking.
+        lengths : array-like of int, default=None
+            Length of each row's sequence; ``None`` means up to its last
+            observed token (trailing masked tokens are padding).
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_sequences,)
+            ``log p(x, h*)`` of each sequence's best path.
+        states : ndarray of shape (n_sequences, length)
+            The best path, -1 past each sequence's end.
+        """
+        X = self._check_X(X)
+        masked = self._masked(X)
+        if lengths is None:
+            observed = ~masked
+            lengths = np.where(
+                observed.any(axis=1),
+                X.shape[1] - np.argmax(observed[:, ::-1], axis=1),
+                X.shape[1],
+            )
+        B, log_shift = self._emission_likelihood(X)
+        with np.errstate(divide="ignore"):
+            log_B = np.log(B) + log_shift[..., None]
+            return viterbi(
+                np.log(self.startprob_),
+                np.log(self.transmat_),
+                log_B,
+                np.asarray(lengths, dtype=np.intp),
+            )
 
     def masked_log_predictive(self, X, mask):
         """``log p(x_j | tokens outside the mask)`` for every masked token.

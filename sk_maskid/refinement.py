@@ -36,17 +36,19 @@ def _m_step(model, X, gamma, xi, min_covar, floor):
     startprob = gamma[:, 0].sum(axis=0)
     startprob /= startprob.sum()
     transmat = xi / xi.sum(axis=1, keepdims=True)
-    weights = gamma.reshape(-1, model.n_components)
+    # masked tokens (padding included) carry no emission information
+    observed = ~model._masked(X).ravel()
+    weights = gamma.reshape(-1, model.n_components)[observed]
     if isinstance(model, CategoricalHMMModel):
         d = model.n_symbols
-        flat = X.ravel()
+        flat = X.ravel()[observed]
         emission = np.stack(
             [np.bincount(flat, weights=w, minlength=d) for w in weights.T]
         )  # one bincount per state, not per token
         emission = np.maximum(emission / emission.sum(axis=1, keepdims=True), floor)
         emission /= emission.sum(axis=1, keepdims=True)
         return CategoricalHMMModel(startprob, transmat, emission)
-    tokens = X.reshape(-1, X.shape[-1])
+    tokens = X.reshape(-1, X.shape[-1])[observed]
     total = weights.sum(axis=0)[:, None]
     means = weights.T @ tokens / total
     variances = np.maximum(weights.T @ tokens**2 / total - means**2, min_covar)
@@ -65,7 +67,8 @@ def baum_welch(model, X, *, n_iter=20, tol=1e-6, min_covar=1e-3, floor=1e-6, ver
     model : CategoricalHMMModel or GaussianHMMModel
         Starting point (e.g. the tensor route's read-out).
     X : ndarray
-        Training windows (each one an independent sequence).
+        Training windows or padded sequences (each row an independent
+        sequence; masked tokens are marginalised).
     n_iter : int, default=20
         Maximum EM iterations.
     tol : float, default=1e-6
@@ -87,7 +90,7 @@ def baum_welch(model, X, *, n_iter=20, tol=1e-6, min_covar=1e-3, floor=1e-6, ver
         which only the floors can cause, ends the refinement).
     """
     X = model._check_X(X)
-    n_tokens = X.shape[0] * X.shape[1]
+    n_tokens = max(np.count_nonzero(~model._masked(X)), 1)
     gamma, xi, loglik = _e_step(model, X)
     history = [loglik]
     for _ in range(n_iter):

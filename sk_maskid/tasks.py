@@ -1,4 +1,4 @@
-"""Masked-prediction tasks: spelling, parsing and windowing.
+"""Masked-prediction tasks: spelling and parsing.
 
 A task is spelled ``"OBSERVED->TARGETS"`` with 1-based positions inside a
 window of consecutive tokens:
@@ -17,11 +17,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-import numpy as np
-
-from ._validation import check_positive_int
-
-__all__ = ["MaskedTask", "parse_task", "make_windows"]
+__all__ = ["MaskedTask", "parse_task"]
 
 _POSITIONS = r"\d+(?:,\d+)*"
 _TARGETS = r"\d+(?:[*,]\d+)*"
@@ -140,69 +136,3 @@ def _parse_cached(spelling: str) -> MaskedTask:
         + ",".join("*".join(map(str, t)) for t in targets)
     )
     return MaskedTask(spec=spec, observed=observed, targets=targets)
-
-
-def make_windows(sequences, window_length, step=1):
-    """Cut sequences into overlapping windows of consecutive tokens.
-
-    Parameters
-    ----------
-    sequences : array-like or list of array-like
-        Either an array of shape ``(n_sequences, length)`` or
-        ``(n_sequences, length, n_features)``, or a list of sequences of
-        varying lengths (each 1-D for categorical or scalar tokens, 2-D
-        ``(length, n_features)`` for vector tokens).
-    window_length : int
-        Number of tokens per window.
-    step : int, default=1
-        Offset between the starts of consecutive windows of one sequence.
-
-    Returns
-    -------
-    windows : ndarray of shape (n_windows, window_length) or \
-            (n_windows, window_length, n_features)
-        The windows, in sequence order.
-    groups : ndarray of shape (n_windows,)
-        Index of the sequence each window came from, for
-        :class:`sklearn.model_selection.GroupKFold` (overlapping windows of
-        one sequence must not straddle a train/test split).
-    """
-    window_length = check_positive_int(window_length, "window_length")
-    step = check_positive_int(step, "step")
-    if isinstance(sequences, np.ndarray) and sequences.ndim in (2, 3):
-        seqs = list(sequences)
-    elif isinstance(sequences, list | tuple):
-        seqs = [np.asarray(s) for s in sequences]
-    else:
-        arr = np.asarray(sequences)
-        if arr.ndim not in (2, 3):
-            raise ValueError(
-                "sequences must be a 2-D/3-D array or a list of sequences, got "
-                f"an array with ndim={arr.ndim}"
-            )
-        seqs = list(arr)
-    if not seqs:
-        raise ValueError("sequences is empty: at least one sequence is needed")
-    token_ndim = {s.ndim for s in seqs}
-    if len(token_ndim) != 1 or token_ndim.pop() not in (1, 2):
-        raise ValueError(
-            "every sequence must be 1-D (categorical or scalar tokens) or 2-D "
-            "(length, n_features), all of the same kind"
-        )
-    windows, groups = [], []
-    for i, seq in enumerate(seqs):
-        if len(seq) < window_length:
-            continue
-        view = np.lib.stride_tricks.sliding_window_view(seq, window_length, axis=0)
-        if seq.ndim == 2:  # sliding_window_view puts the window axis last
-            view = np.moveaxis(view, -1, 1)
-        view = view[::step]
-        windows.append(view)
-        groups.append(np.full(len(view), i, dtype=np.intp))
-    if not windows:
-        longest = max(len(s) for s in seqs)
-        raise ValueError(
-            f"window_length={window_length} is longer than every sequence "
-            f"(longest has {longest} tokens)"
-        )
-    return np.concatenate(windows), np.concatenate(groups)

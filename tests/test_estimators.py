@@ -21,29 +21,9 @@ from sk_maskid import (
     make_gaussian_hmm,
     make_windows,
 )
+from sk_maskid.estimators import expected_failed_checks
 from sk_maskid.extraction import cp_decompose, readout_categorical
 from sk_maskid.metrics import align_states, make_recovery_scorer, recovery_error
-
-_SHORT = (
-    "scikit-learn's check feeds windows of 2 tokens, shorter than the task's span 3"
-)
-_SHORT_WINDOW_CHECKS = {
-    name: _SHORT
-    for name in (
-        "check_estimators_overwrite_params",
-        "check_estimators_fit_returns_self",
-        "check_readonly_memmap_input",
-        "check_fit_idempotent",
-        "check_fit_check_is_fitted",
-        "check_n_features_in",
-    )
-}
-
-
-def _expected_failed_checks(estimator):
-    # Span-2 tasks run every check; the default span-3 task cannot run the
-    # checks that only ever build 2-column data (they are covered by "1->2").
-    return _SHORT_WINDOW_CHECKS if estimator.task == "1->2*3" else {}
 
 
 @parametrize_with_checks(
@@ -53,7 +33,7 @@ def _expected_failed_checks(estimator):
         MaskedGaussianHMM(random_state=0),
         MaskedGaussianHMM(task="1->2", n_init=2, random_state=0),
     ],
-    expected_failed_checks=_expected_failed_checks,
+    expected_failed_checks=expected_failed_checks,
 )
 def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():
@@ -184,7 +164,7 @@ def test_verbose_reports_stages_and_em_progress(capsys):
     assert capsys.readouterr().err == ""
     est = MaskedGaussianHMM(2, refine="em", verbose=1, random_state=0).fit(X)
     err = capsys.readouterr().err.splitlines()
-    assert err[0].startswith("[MaskedGaussianHMM] statistics of 2000 windows")
+    assert err[0].startswith("[MaskedGaussianHMM] statistics of 2000 sequences")
     assert err[1].startswith("[MaskedGaussianHMM] extraction: cp, fit error")
     em = [line for line in err if line.startswith("[baum_welch] iteration")]
     assert len(em) == est.refine_iter_ >= 1
@@ -459,7 +439,7 @@ def test_metrics_alignment_and_scorer():
             MaskedCategoricalHMM(),
             np.zeros((10, 2), int),
             ValueError,
-            "needs windows of at least 3",
+            "needs sequences of at least 3",
         ),
         (
             MaskedCategoricalHMM(task="1->1"),

@@ -109,7 +109,7 @@ BAD_INPUTS = [
         "window shorter than the task",
         lambda: MaskedCategoricalHMM().fit(CAT[:, :2]),
         ValueError,
-        "needs windows of at least 3 tokens",
+        "needs sequences of at least 3 tokens",
     ),
     (
         "empty input",
@@ -166,10 +166,28 @@ BAD_INPUTS = [
         "both observed and predicted",
     ),
     (
-        "window length differs at predict",
-        lambda: _fitted_cat().predict(CAT[:, :4]),
+        "lengths passed positionally as y",
+        lambda: MaskedCategoricalHMM().fit(CAT.reshape(-1, 1), [5] * len(CAT)),
         ValueError,
-        "X has 4 features, but MaskedCategoricalHMM is expecting 5",
+        "sum to the number of rows of X.*lengths=",
+    ),
+    (
+        "lengths that do not sum to the tokens",
+        lambda: MaskedCategoricalHMM().fit(CAT.reshape(-1, 1), lengths=[5, 5]),
+        ValueError,
+        "lengths sum to 10 but X has 1500 tokens",
+    ),
+    (
+        "sequences of mixed token kinds",
+        lambda: MaskedGaussianHMM().fit([np.zeros(5), np.zeros((6, 2))]),
+        ValueError,
+        "all of the same kind",
+    ),
+    (
+        "unknown decoder",
+        lambda: _fitted_cat().decode(CAT, algorithm="forward"),
+        ValueError,
+        "algorithm must be one of",
     ),
     (
         "token dimension differs at predict",

@@ -17,19 +17,27 @@ import time
 import warnings
 from abc import ABCMeta, abstractmethod
 from contextlib import contextmanager
+from dataclasses import replace
 from numbers import Integral, Real
 
+import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import (
+    _check_feature_names,
+    check_array,
+    check_is_fitted,
+    validate_data,
+)
 
-from .._hmm import smooth
 from ..exceptions import ExtractionWarning, NonIdentifiabilityWarning
-from ..extraction import PROB_FLOOR
+from ..extraction import PROB_FLOOR, start_distribution
 from ..identifiability import cached_null_dimension
 from ..refinement import baum_welch
+from ..sequences import SequenceLayout, as_padded, observed_lengths
 from ..tasks import MaskedTask, parse_task
+from ._inference import _InferenceMixin, check_y_is_not_lengths
 
 # Diagnostics beyond which a CP extraction is reported as unreliable.
 _MAX_FIT_ERROR = 0.25
@@ -49,6 +57,56 @@ def check_span(X, task):
         )
 
 
+# scikit-learn's checks that build sequences of exactly 2 tokens.
+_TWO_TOKEN_CHECKS = (
+    "check_estimators_overwrite_params",
+    "check_estimators_fit_returns_self",
+    "check_readonly_memmap_input",
+    "check_fit_idempotent",
+    "check_fit_check_is_fitted",
+    "check_n_features_in",
+)
+
+
+def expected_failed_checks(estimator):
+    """scikit-learn estimator checks that cannot apply, with the reason.
+
+    For :func:`sklearn.utils.estimator_checks.check_estimator` and
+    ``parametrize_with_checks(..., expected_failed_checks=...)``.
+
+    Parameters
+    ----------
+    estimator : MaskedCategoricalHMM or MaskedGaussianHMM
+
+    Returns
+    -------
+    dict
+        ``{check name: reason}``.
+    """
+    agnostic = (
+        "the model is window-length agnostic: sequences of any length are "
+        "scored and transformed after fit, so a different number of columns "
+        "is not an error"
+    )
+    checks = dict.fromkeys(
+        (
+            "check_n_features_in_after_fitting",
+            "check_transformer_general",
+            "check_transformer_general(readonly_memmap=True)",
+            "check_transformer_data_not_an_array",
+        ),
+        agnostic,
+    )
+    span = parse_task(estimator.task).span
+    if span > 2:
+        reason = (
+            f"the check fits sequences of 2 tokens, shorter than task "
+            f"{parse_task(estimator.task).spec!r}'s span of {span}"
+        )
+        checks.update(dict.fromkeys(_TWO_TOKEN_CHECKS, reason))
+    return checks
+
+
 def _model_attributes(model):
     """hmmlearn-named fitted attributes of an HMM model object."""
     attrs = {"model_": model}
@@ -58,7 +116,9 @@ def _model_attributes(model):
     return attrs
 
 
-class _BaseMaskedHMM(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
+class _BaseMaskedHMM(
+    _InferenceMixin, TransformerMixin, BaseEstimator, metaclass=ABCMeta
+):
     """Shared fit/partial_fit/predict/transform/score plumbing.
 
     Subclasses declare their token type and implement three hooks:
@@ -127,6 +187,20 @@ class _BaseMaskedHMM(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
     def _check_windows(self, X, reset, task, min_windows=1):
         """Validated windows and the data-dependent state ``{name: value}``."""
 
+    def _check_array(self, X, *, reset, min_windows, **check_params):
+        """scikit-learn's validation; the row length is free after fit.
+
+        ``fit`` records ``n_features_in_`` (the padded length it saw), but
+        the model is window-length agnostic: later calls accept sequences of
+        any length, so only the feature names are checked against fit's.
+        """
+        if reset:
+            return validate_data(
+                self, X, reset=True, ensure_min_samples=min_windows, **check_params
+            )
+        _check_feature_names(self, X, reset=False)
+        return check_array(X, ensure_min_samples=min_windows, **check_params)
+
     @abstractmethod
     def _statistics(self, X, task, state):
         """Additive sufficient statistics of the windows (a dict)."""
@@ -135,9 +209,20 @@ class _BaseMaskedHMM(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
     def _extract(self, stats, task, state):
         """An :class:`~sk_maskid.extraction.Extraction` from the statistics."""
 
+    @abstractmethod
+    def _start_statistics(self, X, state):
+        """Additive statistics of the sequences' first tokens."""
+
     def _merge(self, old, new):
-        """Statistics of the union of two chunks."""
-        return {key: old[key] + new[key] for key in old}
+        """Statistics of the union of two chunks (a key may be in one only)."""
+        merged = {**old, **new}
+        for key in old.keys() & new.keys():
+            merged[key] = self._combine(key, old[key], new[key])
+        return merged
+
+    def _combine(self, key, old, new):
+        """One statistic of the union of two chunks: sums add up."""
+        return old + new
 
     def _persistent_statistics(self, stats):
         """The part of ``stats`` kept as ``statistics_`` (bounded in size)."""
@@ -149,16 +234,26 @@ class _BaseMaskedHMM(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
 
     # -- fitting ----------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
-        """Learn the masked predictor from windows, then extract the HMM.
+    def fit(self, X, y=None, lengths=None):
+        """Learn the masked predictor from sequences, then extract the HMM.
 
         Parameters
         ----------
-        X : array-like
-            Windows of consecutive tokens; every sub-window of length
-            ``task.span`` contributes (the process is stationary).
+        X : array-like or list of array-like
+            Sequences in any of the input forms (see the user guide):
+            windows or padded sequences, one row each; a list of sequences
+            of any lengths; or hmmlearn's concatenated array with
+            ``lengths``. Every sub-window of length ``task.span`` along every
+            sequence contributes; masked tokens drop out of the sub-windows
+            they touch.
         y : None
-            Ignored; present for API consistency.
+            Ignored; present for API consistency (a ``y`` with one entry per
+            sequence, as a Pipeline passes, is accepted and ignored).
+        lengths : array-like of int, default=None
+            hmmlearn's sequence lengths for a concatenated ``X``. When
+            sequences are given (a list or ``lengths``), ``startprob_`` is
+            estimated from their first tokens; for an array of windows it is
+            the stationary distribution.
 
         Returns
         -------
@@ -167,15 +262,15 @@ class _BaseMaskedHMM(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         """
         with self._rollback_on_error():
             task = parse_task(self.task)
-            X, state = self._check_windows(X, reset=True, task=task, min_windows=2)
-            stats = self._timed_statistics(X, task, state)
+            X, layout, state = self._validate_fit(X, y, lengths, reset=True, task=task)
+            stats = self._timed_statistics(X, layout, task, state)
             pending = self._commit(stats, task, state, windows=X)
-        self._emit(pending, depth=2)
+        self._emit(self._short_sequence_warnings(layout, task) + pending, depth=2)
         return self
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def partial_fit(self, X, y=None):
-        """Add a chunk of windows to the statistics and re-extract.
+    def partial_fit(self, X, y=None, lengths=None):
+        """Add a chunk of sequences to the statistics and re-extract.
 
         Statistics are sums over sub-windows, so any chunking of the data
         gives the same statistics, and the same extraction, as one
@@ -184,10 +279,13 @@ class _BaseMaskedHMM(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
 
         Parameters
         ----------
-        X : array-like
-            A chunk of windows, of the same window length as earlier chunks.
+        X : array-like or list of array-like
+            A chunk of sequences, in any input form (lengths may differ
+            between chunks).
         y : None
             Ignored.
+        lengths : array-like of int, default=None
+            hmmlearn's sequence lengths for a concatenated ``X``.
 
         Returns
         -------
@@ -201,13 +299,50 @@ class _BaseMaskedHMM(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
                     f"task changed from {self.task_.spec!r} to {self.task!r} between "
                     "partial_fit calls; call fit to start over"
                 )
-            X, state = self._check_windows(X, reset=first, task=task)
-            stats = self._timed_statistics(X, task, state)
+            X, layout, state = self._validate_fit(X, y, lengths, reset=first, task=task)
+            stats = self._timed_statistics(X, layout, task, state)
             if not first:
                 stats = self._merge(self.statistics_, stats)
             pending = self._commit(stats, task, state)
-        self._emit(pending, depth=2)
+        self._emit(self._short_sequence_warnings(layout, task) + pending, depth=2)
         return self
+
+    def _validate_fit(self, X, y, lengths, *, reset, task):
+        """Padded sequences, their layout and the data-dependent state."""
+        X, layout = self._as_padded(X, y, lengths)
+        X, state = self._check_windows(
+            X, reset=reset, task=task, min_windows=2 if reset else 1
+        )
+        if layout is None:
+            layout = SequenceLayout("array", observed_lengths(X))
+        if X.shape[1] < task.span:
+            raise ValueError(
+                f"X has n_features={X.shape[1]} tokens per sequence but task "
+                f"{task.spec!r} needs sequences of at least {task.span} tokens"
+            )
+        return X, layout, state
+
+    def _as_padded(self, X, y=None, lengths=None):
+        """Any input form as one padded array; the layout to answer in."""
+        check_y_is_not_lengths(X, y, lengths)
+        padded, layout = as_padded(
+            X, lengths, categorical=self._emission == "categorical"
+        )
+        return padded, layout
+
+    @staticmethod
+    def _short_sequence_warnings(layout, task):
+        short = np.count_nonzero(layout.lengths < task.span)
+        if short * 2 <= len(layout.lengths):
+            return []
+        return [
+            (
+                f"{short} of {len(layout.lengths)} sequences are shorter than the "
+                f"task's span ({task.span} tokens) and contribute nothing to the "
+                "statistics",
+                ExtractionWarning,
+            )
+        ]
 
     def extract_parameters_(self):
         """Re-run the extraction from the stored statistics.
@@ -249,11 +384,15 @@ class _BaseMaskedHMM(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         if self.verbose:
             print(f"[{type(self).__name__}] {message}", file=sys.stderr, flush=True)
 
-    def _timed_statistics(self, X, task, state):
+    def _timed_statistics(self, X, layout, task, state):
         start = time.perf_counter()
         stats = self._statistics(X, task, state)
+        if layout.form != "array":
+            # sequences, not windows cut from their middle: their starts
+            # estimate startprob_
+            stats["first"] = self._start_statistics(X, state)
         self._log(
-            f"statistics of {X.shape[0]} windows for task {task.spec!r} "
+            f"statistics of {X.shape[0]} sequences for task {task.spec!r} "
             f"({time.perf_counter() - start:.2f} s)"
         )
         return stats
@@ -286,6 +425,13 @@ class _BaseMaskedHMM(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
         """
         start = time.perf_counter()
         result = self._extract(stats, task, state)
+        if "first" in stats:
+            result = replace(
+                result,
+                model=result.model.with_startprob(
+                    start_distribution(result.model, stats["first"])
+                ),
+            )
         self._log(
             f"extraction: {result.method}, fit error {result.fit_error:.4g}, "
             f"{result.n_iter} iterations ({time.perf_counter() - start:.2f} s)"
@@ -377,67 +523,6 @@ class _BaseMaskedHMM(TransformerMixin, BaseEstimator, metaclass=ABCMeta):
                 "T^g, whose roots are a finite ambiguity"
             )
         return True, "the predictor's Jacobian has full rank"
-
-    # -- prediction -------------------------------------------------------
-    def _check_predict_windows(self, X):
-        check_is_fitted(self, "statistics_")
-        X, _ = self._check_windows(X, reset=False, task=self.task_)
-        return X
-
-    def transform(self, X):
-        """Posterior over hidden states at the task's first target position.
-
-        Computed under the extracted HMM from the task's observed tokens
-        only, so the estimator is a self-supervised feature extractor.
-
-        Parameters
-        ----------
-        X : array-like
-            Windows, as in :meth:`fit`.
-
-        Returns
-        -------
-        ndarray of shape (n_windows, n_components)
-        """
-        X = self._check_predict_windows(X)
-        B = self.model_._task_emissions(self.task_, X)
-        gamma = smooth(self.model_.startprob_, self.model_.transmat_, B)[3]
-        return gamma[:, self.task_.targets[0][0] - 1]
-
-    def score(self, X, y=None):
-        """Mean log-likelihood per token of the windows under the extracted HMM.
-
-        Task-independent, so grid searches can compare masking schemes and
-        numbers of states on one scale.
-
-        Parameters
-        ----------
-        X : array-like
-            Windows, as in :meth:`fit`.
-        y : None
-            Ignored.
-
-        Returns
-        -------
-        float
-        """
-        X = self._check_predict_windows(X)
-        return self.model_.score(X)
-
-    def score_samples(self, X):
-        """Log-likelihood of each window under the extracted HMM.
-
-        Parameters
-        ----------
-        X : array-like
-            Windows, as in :meth:`fit`.
-
-        Returns
-        -------
-        ndarray of shape (n_windows,)
-        """
-        X = self._check_predict_windows(X)
-        return self.model_.log_likelihood(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

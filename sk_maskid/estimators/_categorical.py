@@ -6,12 +6,12 @@ from numbers import Integral
 
 import numpy as np
 from sklearn.utils._param_validation import Interval
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from .._statistics import categorical_counts
 from .._validation import check_categorical_sequences
 from ..extraction import extract_categorical, tensor_route
-from ._base import _BaseMaskedHMM, check_span
+from ._base import _BaseMaskedHMM
 
 __all__ = ["MaskedCategoricalHMM"]
 
@@ -171,13 +171,12 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
 
     def _check_windows(self, X, reset, task, min_windows=1):
         # fit needs two windows at least; a partial_fit chunk may hold one
-        X = validate_data(
-            self, X, reset=reset, dtype=None, ensure_min_samples=min_windows
-        )
-        # Floats are accepted only when they hold whole numbers.
-        X = check_categorical_sequences(X, allow_masked=False)
-        check_span(X, task)
+        X = self._check_array(X, reset=reset, min_windows=min_windows, dtype=None)
+        # Floats are accepted only when they hold whole numbers; -1 is masked.
+        X = check_categorical_sequences(X)
         if reset:
+            if self.n_features is None and X.max() < 0:
+                raise ValueError("X has no observed symbol: every token is masked")
             d = self.n_features if self.n_features is not None else int(X.max()) + 1
             self._check_size(task, d)
         else:
@@ -209,6 +208,15 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
             _counts_dict, X, task.positions, state["n_symbols_"]
         )
 
+    def _start_statistics(self, X, state):
+        first = X[:, 0]
+        return np.bincount(first[first >= 0], minlength=state["n_symbols_"]).astype(
+            float
+        )
+
+    def _n_emission_parameters(self):
+        return self.n_components * (self.n_symbols_ - 1)
+
     def _extract(self, stats, task, state):
         return extract_categorical(
             stats["counts"],
@@ -220,26 +228,37 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
             random_state=self.random_state,
         )
 
-    def predict(self, X):
+    def predict(self, X, lengths=None):
         """The learned predictor's output for the task's target.
 
         Parameters
         ----------
-        X : array-like of shape (n_windows, window_length)
-            Windows; only the task's observed positions are read.
+        X : array-like or list of array-like
+            Sequences in any input form of :meth:`fit`; only the task's
+            observed positions (counted from each sequence's start) are read.
+            Where one of them is masked, the extracted HMM's exact predictor
+            of the remaining ones answers.
+        lengths : array-like of int, default=None
+            hmmlearn's sequence lengths for a concatenated ``X``.
 
         Returns
         -------
-        ndarray of shape (n_windows, target_dim)
+        ndarray of shape (n_sequences, target_dim)
             ``E[target | observed]``: probabilities over the target symbols
             (flattened row-major for tensor-product targets).
         """
-        X = self._check_predict_windows(X)
+        X, _ = self._check_sequences(X, lengths)
+        X = self._task_rows(X)
+        observed = X[:, [p - 1 for p in self.task_.observed]]
         d = self.n_symbols_
-        index = np.zeros(len(X), dtype=np.intp)
-        for p in self.task_.observed:
-            index = index * d + X[:, p - 1]
-        return self.predictor_[index]
+        index = np.ravel_multi_index(
+            tuple(np.maximum(observed, 0).T), (d,) * len(self.task_.observed)
+        )
+        out = self.predictor_[index]
+        masked = (observed < 0).any(axis=1)
+        if masked.any():
+            out[masked] = self.model_.conditional_expectation(self.task_, X[masked])
+        return out
 
     def to_hmmlearn(self):
         """An hmmlearn ``CategoricalHMM`` holding the extracted parameters.
@@ -256,7 +275,8 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
             n_components=self.n_components,
             n_features=self.n_symbols_,
             init_params="",
-            implementation="scaling",
+            # the log implementation never underflows on long sequences
+            implementation="log",
             random_state=self.random_state,
         )
         hmm.startprob_ = self.startprob_

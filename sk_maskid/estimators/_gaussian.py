@@ -7,13 +7,13 @@ from numbers import Real
 import numpy as np
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from .._statistics import gaussian_moments, sub_window_offsets
 from .._validation import check_gaussian_sequences
 from ..extraction import extract_gaussian, tensor_route
 from ..tasks import parse_task
-from ._base import _BaseMaskedHMM, check_span
+from ._base import _BaseMaskedHMM
 
 __all__ = ["MaskedGaussianHMM"]
 
@@ -177,18 +177,15 @@ refine_history_ :
         return form
 
     def _check_windows(self, X, reset, task, min_windows=1):
-        X = validate_data(
-            self,
+        X = self._check_array(
             X,
             reset=reset,
+            min_windows=min_windows,
             dtype="numeric",
             allow_nd=True,
-            ensure_min_samples=min_windows,
+            ensure_all_finite="allow-nan",  # an all-NaN token is masked
         )
-        X = check_gaussian_sequences(
-            X, None if reset else self.n_token_features_, allow_masked=False
-        )
-        check_span(X, task)
+        X = check_gaussian_sequences(X, None if reset else self.n_token_features_)
         if reset:
             form = self._resolve_predictor(task)
             d = X.shape[2]
@@ -220,13 +217,30 @@ refine_history_ :
         gap = abs(b - a)
         starts = X[:, lo : lo + n_off].reshape(-1, X.shape[2])
         ends = X[:, lo + gap : lo + gap + n_off].reshape(-1, X.shape[2])
+        masked = np.isnan(X[..., 0])
+        if masked.any():  # a pair with a masked token says nothing
+            keep = ~(np.isnan(starts[:, 0]) | np.isnan(ends[:, 0]))
+            starts, ends = starts[keep], ends[keep]
         return {
             "n": float(len(starts)),
-            "sq": float(np.sum(X**2)),
-            "n_tokens": float(X.shape[0] * X.shape[1]),
+            "sq": float(np.nansum(X**2)),
+            "n_tokens": float(np.count_nonzero(~masked)),
             "earlier": starts,
             "later": ends,
         }
+
+    def _start_statistics(self, X, state):
+        first = X[:, 0]
+        return first[~np.isnan(first[:, 0])]
+
+    def _combine(self, key, old, new):
+        if key == "first":  # the first tokens themselves: stacked
+            return np.concatenate([old, new])
+        return super()._combine(key, old, new)
+
+    def _n_emission_parameters(self):
+        k, d = self.n_components, self.n_token_features_
+        return k * d + (k if self.covariance_type == "spherical" else k * d)
 
     def _persistent_statistics(self, stats):
         # the posterior form's token pairs grow with the data: not kept
@@ -271,7 +285,7 @@ refine_history_ :
             random_state=self.random_state,
         )
 
-    def predict(self, X):
+    def predict(self, X, lengths=None):
         """The fitted predictor's output for the task's target.
 
         The Gaussian predictor is the extracted HMM's exact conditional
@@ -279,14 +293,19 @@ refine_history_ :
 
         Parameters
         ----------
-        X : array-like of shape (n_windows, window_length[, n_features])
+        X : array-like or list of array-like
+            Sequences in any input form of :meth:`fit`; only the task's
+            observed positions (counted from each sequence's start) are read,
+            masked ones marginalised.
+        lengths : array-like of int, default=None
+            hmmlearn's sequence lengths for a concatenated ``X``.
 
         Returns
         -------
-        ndarray of shape (n_windows, target_dim)
+        ndarray of shape (n_sequences, target_dim)
         """
-        X = self._check_predict_windows(X)
-        return self.model_.conditional_expectation(self.task_, X)
+        X, _ = self._check_sequences(X, lengths)
+        return self.model_.conditional_expectation(self.task_, self._task_rows(X))
 
     def to_hmmlearn(self):
         """An hmmlearn ``GaussianHMM`` holding the extracted parameters.
@@ -303,7 +322,8 @@ refine_history_ :
             n_components=self.n_components,
             covariance_type=self.covariance_type,
             init_params="",
-            implementation="scaling",
+            # the log implementation never underflows on long sequences
+            implementation="log",
             random_state=self.random_state,
         )
         hmm.n_features = self.n_token_features_
@@ -312,3 +332,8 @@ refine_history_ :
         hmm.means_ = self.means_
         hmm.covars_ = self.covars_
         return hmm
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True  # a token NaN in every feature is masked
+        return tags

@@ -1,0 +1,298 @@
+"""Inference under the extracted HMM, on sequences of any length.
+
+The methods an hmmlearn user expects (``decode``, ``predict_proba``,
+``score_samples``, ``sample``, ``aic``, ``bic``,
+``get_stationary_distribution``) and the scikit-learn face (``transform``,
+``score``, feature names). Every method takes the input forms ``fit`` takes,
+independent of the training windows' length, and answers per-token results
+in the form it was given (padded array, list, or concatenated).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _num_samples, check_is_fitted
+
+from .._hmm import smooth
+from ..sequences import SequenceLayout, observed_lengths
+
+_DECODERS = ("viterbi", "map")
+
+
+def check_y_is_not_lengths(X, y, lengths):
+    """Refuse a positional ``y`` that cannot be a target for ``X``.
+
+    hmmlearn users write ``fit(X, lengths)``; here the second positional
+    argument is scikit-learn's ``y``. A ``y`` with one entry per sequence is
+    a valid (ignored) target, as a Pipeline passes; anything else is a
+    misreading, never silently swallowed.
+    """
+    if y is None:
+        return
+    n_rows = len(lengths) if lengths is not None else _num_samples(X)
+    n_y = len(y) if hasattr(y, "__len__") else None
+    if n_y == n_rows:
+        return
+    hint = ""
+    values = np.asarray(y)
+    if (
+        values.ndim == 1
+        and values.dtype.kind in "iu"
+        and values.sum() == _num_samples(X)
+    ):
+        hint = " (they sum to the number of rows of X: sequence lengths?)"
+    raise ValueError(
+        f"the second positional argument has {n_y} entries but X has {n_rows} "
+        f"rows (one per sequence){hint}: the estimators take no target y; pass "
+        "hmmlearn's sequence lengths as the keyword lengths=..."
+    )
+
+
+class _InferenceMixin:
+    """Inference methods shared by the masked estimators."""
+
+    def _check_sequences(self, X, lengths=None):
+        """Validated padded sequences of any length, and their layout."""
+        check_is_fitted(self, "statistics_")
+        X, layout = self._as_padded(X, None, lengths)
+        X, _ = self._check_windows(X, reset=False, task=self.task_)
+        if layout is None:
+            layout = SequenceLayout("array", observed_lengths(X))
+        return X, layout
+
+    def _task_rows(self, X):
+        """Rows holding the task's positions: shorter rows padded with masks."""
+        span = self.task_.span
+        if X.shape[1] >= span:
+            return X
+        pad = [(0, 0), (0, span - X.shape[1])] + [(0, 0)] * (X.ndim - 2)
+        fill = np.nan if X.dtype.kind == "f" else -1
+        return np.pad(X, pad, constant_values=fill)
+
+    def transform(self, X, lengths=None):
+        """Posterior over hidden states at the task's first target position.
+
+        Computed under the extracted HMM from the task's observed tokens
+        of each sequence only (positions counted from its start), so the
+        estimator is a self-supervised feature extractor.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences of any length, in any input form of :meth:`fit`.
+        lengths : array-like of int, default=None
+            hmmlearn's sequence lengths for a concatenated ``X``.
+
+        Returns
+        -------
+        ndarray of shape (n_sequences, n_components)
+        """
+        X, _ = self._check_sequences(X, lengths)
+        B = self.model_._task_emissions(self.task_, self._task_rows(X))
+        gamma = smooth(self.model_.startprob_, self.model_.transmat_, B)[3]
+        return gamma[:, self.task_.targets[0][0] - 1]
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the :meth:`transform` columns: ``state0``, ``state1``, ...
+
+        Parameters
+        ----------
+        input_features : None
+            Ignored (the columns are hidden states, not input columns).
+
+        Returns
+        -------
+        ndarray of str objects
+        """
+        check_is_fitted(self, "statistics_")
+        return np.asarray([f"state{i}" for i in range(self.n_components)], dtype=object)
+
+    def score(self, X, y=None, lengths=None):
+        """Mean log-likelihood per observed token under the extracted HMM.
+
+        Task-independent, so grid searches can compare masking schemes and
+        numbers of states on one scale. (hmmlearn's ``score`` is the total
+        log-likelihood: multiply by the number of observed tokens.)
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences of any length, in any input form of :meth:`fit`;
+            masked tokens are marginalised.
+        y : None
+            Ignored.
+        lengths : array-like of int, default=None
+            hmmlearn's sequence lengths for a concatenated ``X``.
+
+        Returns
+        -------
+        float
+        """
+        X, _ = self._check_sequences(X, lengths)
+        return self.model_.score(X)
+
+    def score_samples(self, X, lengths=None):
+        """Log-likelihood of each sequence under the extracted HMM.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences of any length, in any input form of :meth:`fit`.
+        lengths : array-like of int, default=None
+            hmmlearn's sequence lengths for a concatenated ``X``.
+
+        Returns
+        -------
+        ndarray of shape (n_sequences,)
+            (hmmlearn's ``score_samples`` returns the total log-likelihood
+            and the posteriors; those are :meth:`predict_proba` here.)
+        """
+        X, _ = self._check_sequences(X, lengths)
+        return self.model_.log_likelihood(X)
+
+    def predict_proba(self, X, lengths=None):
+        """Smoothed posteriors ``P(h_t | all observed tokens)`` per token.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences in any input form of :meth:`fit`.
+        lengths : array-like of int, default=None
+            hmmlearn's sequence lengths for a concatenated ``X``.
+
+        Returns
+        -------
+        posteriors : ndarray or list of ndarray
+            ``(n_tokens, n_components)`` for a concatenated ``X`` (as
+            hmmlearn), a list of ``(T_i, n_components)`` for a list, and
+            ``(n_sequences, length, n_components)`` for an array (padding is
+            masking: its rows are the predictive state distributions).
+        """
+        X, layout = self._check_sequences(X, lengths)
+        posteriors = self.model_.predict_proba(X)
+        if layout.form == "array":
+            return posteriors
+        return layout.restore(posteriors, fill=np.nan)
+
+    def decode(self, X, lengths=None, algorithm="viterbi"):
+        """Most likely hidden states, as hmmlearn's ``decode``.
+
+        ``predict`` keeps scikit-learn's masked-predictor meaning here; the
+        Viterbi path is this method (hmmlearn's ``predict`` returns its
+        states).
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+            Sequences in any input form of :meth:`fit`. Masked tokens inside
+            a sequence are crossed by the path (no emission term); trailing
+            masked tokens of a padded array are padding.
+        lengths : array-like of int, default=None
+            hmmlearn's sequence lengths for a concatenated ``X``.
+        algorithm : {"viterbi", "map"}, default="viterbi"
+            "viterbi": the jointly most probable path, with ``log p(x, h*)``
+            summed over sequences; "map": the most probable state at each
+            token, with the sum of the log of its posterior probabilities
+            (hmmlearn's conventions for both).
+
+        Returns
+        -------
+        log_prob : float
+        states : ndarray or list of ndarray
+            Concatenated ``(n_tokens,)`` for a concatenated ``X``, a list for
+            a list, ``(n_sequences, length)`` with -1 past each sequence's
+            end for an array.
+        """
+        if algorithm not in _DECODERS:
+            raise ValueError(f"algorithm must be one of {_DECODERS}, got {algorithm!r}")
+        X, layout = self._check_sequences(X, lengths)
+        if algorithm == "viterbi":
+            log_prob, states = self.model_.decode(X, layout.lengths)
+            return float(log_prob.sum()), layout.restore(states, fill=-1)
+        posteriors = self.model_.predict_proba(X)
+        inside = np.arange(X.shape[1]) < layout.lengths[:, None]
+        with np.errstate(divide="ignore"):
+            log_prob = float(np.log(posteriors.max(axis=2))[inside].sum())
+        return log_prob, layout.restore(posteriors.argmax(axis=2), fill=-1)
+
+    def sample(self, n_samples=1, random_state=None):
+        """Sample one sequence from the extracted HMM, as hmmlearn does.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+            Number of tokens.
+        random_state : int, RandomState instance or None, default=None
+            ``None`` uses the estimator's ``random_state``.
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            hmmlearn's concatenated form: ``(n_samples, 1)`` symbols for
+            categorical tokens; ``fit(X, lengths=[n_samples])`` takes it.
+        states : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self, "statistics_")
+        rng = check_random_state(
+            self.random_state if random_state is None else random_state
+        )
+        X, states = self.model_.sample(
+            1, n_samples, random_state=rng, return_states=True
+        )
+        return X.reshape(n_samples, -1), states[0]
+
+    def get_stationary_distribution(self):
+        """Stationary distribution of the extracted chain (``pi T = pi``).
+
+        Returns
+        -------
+        ndarray of shape (n_components,)
+        """
+        check_is_fitted(self, "statistics_")
+        return self.model_.stationary_distribution()
+
+    def _n_parameters(self):
+        """Free parameters, counted as hmmlearn counts them."""
+        k = self.n_components
+        return (k - 1) + k * (k - 1) + self._n_emission_parameters()
+
+    def _information_criterion(self, X, lengths, penalty):
+        X, _ = self._check_sequences(X, lengths)
+        n_observed = np.count_nonzero(~self.model_._masked(X))
+        log_likelihood = float(self.model_.log_likelihood(X).sum())
+        return -2 * log_likelihood + penalty(n_observed) * self._n_parameters()
+
+    def aic(self, X, lengths=None):
+        """Akaike information criterion of the extracted HMM on ``X``.
+
+        ``-2 log p(X) + 2 p`` with ``p`` the free parameters as hmmlearn
+        counts them (lower is better).
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+        lengths : array-like of int, default=None
+
+        Returns
+        -------
+        float
+        """
+        return self._information_criterion(X, lengths, lambda n: 2.0)
+
+    def bic(self, X, lengths=None):
+        """Bayesian information criterion of the extracted HMM on ``X``.
+
+        ``-2 log p(X) + p log(n)`` with ``n`` the observed tokens (lower is
+        better).
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+        lengths : array-like of int, default=None
+
+        Returns
+        -------
+        float
+        """
+        return self._information_criterion(X, lengths, np.log)
