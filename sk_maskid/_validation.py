@@ -8,6 +8,11 @@ that was expected and what was seen.
 import numbers
 
 import numpy as np
+from sklearn.utils.validation import (
+    _check_feature_names,
+    check_array,
+    validate_data,
+)
 
 _SUM_ATOL = 1e-8
 
@@ -46,6 +51,21 @@ def check_stochastic(array, name, shape=None):
         value = np.atleast_1d(sums)[bad[0]]
         raise ValueError(f"{name} must sum to 1 along rows; {what} sums to {value!r}")
     return arr
+
+
+def check_sequence_array(estimator, X, *, reset, min_rows, **check_params):
+    """scikit-learn's validation of a padded array; its length is free after fit.
+
+    ``fit`` (``reset=True``) records ``n_features_in_``, the padded length it
+    saw, but an HMM is window-length agnostic: later calls accept sequences
+    of any length, so only the feature names are checked against fit's.
+    """
+    if reset:
+        return validate_data(
+            estimator, X, reset=True, ensure_min_samples=min_rows, **check_params
+        )
+    _check_feature_names(estimator, X, reset=False)
+    return check_array(X, ensure_min_samples=min_rows, **check_params)
 
 
 def check_positive_int(value, name):
@@ -188,6 +208,7 @@ def check_gaussian_sequences(X, n_features=None, *, allow_masked=True, name="X")
 
 
 __all__ = [
+    "check_sequence_array",
     "check_stochastic",
     "check_positive_int",
     "check_categorical_sequences",

@@ -1,4 +1,4 @@
-"""hmmlearn's EM (Baum-Welch) as a scikit-learn estimator on windows.
+"""hmmlearn's EM (Baum-Welch) as a scikit-learn estimator on sequences.
 
 The baseline the masked estimators are compared with, run fairly (the evaluation
 protocol on the Theory page of the documentation): the fast
@@ -7,6 +7,7 @@ restarts keeping the best training likelihood, and the real iteration count. hmm
 an optional dependency (the ``test`` extra installs it).
 """
 
+import copy
 from numbers import Integral, Real
 
 import numpy as np
@@ -14,10 +15,20 @@ from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
-from ._validation import check_categorical_sequences, check_gaussian_sequences
+from ._validation import (
+    check_categorical_sequences,
+    check_gaussian_sequences,
+    check_sequence_array,
+)
 from .models import CategoricalHMMModel, GaussianHMMModel
+from .sequences import (
+    SequenceLayout,
+    as_padded,
+    check_y_is_not_lengths,
+    observed_lengths,
+)
 
 __all__ = ["HMMLearnBaseline"]
 
@@ -78,7 +89,8 @@ class HMMLearnBaseline(BaseEstimator):
     restart_log_likelihoods_ : ndarray of shape (n_restarts,)
         Final training log-likelihood of each restart.
     n_features_in_ : int
-        Window length seen during fit.
+        Padded length of the sequences seen during fit (scoring accepts any
+        length).
     """
 
     _parameter_constraints: dict = {
@@ -113,63 +125,85 @@ class HMMLearnBaseline(BaseEstimator):
         self.n_jobs = n_jobs
         self.random_state = random_state
 
-    def _check(self, X, reset):
-        X = self._check_tokens(X, reset)
-        if reset and X.shape[1] < 2:
-            raise ValueError(
-                f"windows have n_features={X.shape[1]} tokens: EM needs windows "
-                "of at least 2 tokens to see a transition"
+    def _sequences(self, X, y=None, lengths=None, *, reset):
+        """Padded, validated sequences of any input form, and their layout."""
+        check_y_is_not_lengths(X, y, lengths)
+        categorical = self.emission == "categorical"
+        X, layout = as_padded(X, lengths, categorical=categorical)
+        min_rows = 2 if reset and layout is None else 1
+        if categorical:
+            X = check_sequence_array(
+                self, X, reset=reset, min_rows=min_rows, dtype=None
             )
-        return X
-
-    def _check_tokens(self, X, reset):
-        if self.emission == "categorical":
-            X = validate_data(
-                self, X, reset=reset, dtype=None, ensure_min_samples=2 if reset else 1
-            )
-            X = check_categorical_sequences(X, allow_masked=False)
+            X = check_categorical_sequences(X)
             if not reset and X.max() >= self.n_symbols_:
                 raise ValueError(
                     f"X has symbol {X.max()} out of range: expected symbols "
                     f"0..{self.n_symbols_ - 1}"
                 )
-            return X
-        X = validate_data(
-            self,
-            X,
-            reset=reset,
-            dtype="numeric",
-            allow_nd=True,
-            ensure_min_samples=2 if reset else 1,
-        )
-        return check_gaussian_sequences(
-            X, None if reset else self.means_.shape[1], allow_masked=False
-        )
+        else:
+            X = check_sequence_array(
+                self,
+                X,
+                reset=reset,
+                min_rows=min_rows,
+                dtype="numeric",
+                allow_nd=True,
+                ensure_all_finite="allow-nan",
+            )
+            X = check_gaussian_sequences(X, None if reset else self.means_.shape[1])
+        if layout is None:
+            layout = SequenceLayout("array", observed_lengths(X))
+        return X, layout
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, lengths=None):
         """Fit hmmlearn from ``n_restarts`` random starts, keep the best.
 
         Parameters
         ----------
-        X : array-like
-            Windows, as for the masked estimators; each window is one
-            sequence for hmmlearn (``lengths``).
+        X : array-like or list of array-like
+            Sequences in any input form of the masked estimators (windows or
+            padded sequences, a list, or a concatenated array with
+            ``lengths``); each row is one sequence for hmmlearn. hmmlearn
+            cannot marginalise a masked token inside a sequence; trailing
+            masked tokens of a padded array are padding.
         y : None
             Ignored.
+        lengths : array-like of int, default=None
+            hmmlearn's sequence lengths for a concatenated ``X``.
 
         Returns
         -------
         self : object
         """
-        X = self._check(X, reset=True)
+        X, layout = self._sequences(X, y, lengths, reset=True)
+        if X.shape[1] < 2:
+            raise ValueError(
+                f"X has n_features={X.shape[1]} tokens per sequence: EM needs "
+                "sequences of at least 2 tokens to see a transition"
+            )
+        keep = layout.lengths > 0
+        pieces = [row[:n] for row, n in zip(X[keep], layout.lengths[keep], strict=True)]
+        flat = np.concatenate(pieces)
+        masked = flat < 0 if self.emission == "categorical" else np.isnan(flat[:, 0])
+        if masked.any():
+            raise ValueError(
+                "hmmlearn cannot marginalise masked tokens (-1, or NaN in every "
+                "feature) inside a sequence; only trailing ones (padding) are "
+                "allowed"
+            )
+        if layout.lengths.max() < 2:
+            raise ValueError(
+                f"sequences have at most {layout.lengths.max()} tokens: EM needs "
+                "sequences of at least 2 tokens to see a transition"
+            )
         rng = check_random_state(self.random_state)
-        n, length = X.shape[:2]
-        lengths = np.full(n, length)
+        lengths = layout.lengths[keep]
         if self.emission == "categorical":
-            flat, d = X.reshape(-1, 1), int(X.max()) + 1
+            flat, d = flat.reshape(-1, 1), int(flat.max()) + 1
         else:
-            flat, d = X.reshape(-1, X.shape[2]), None
+            d = None
         params = {"n_iter": self.n_iter, "tol": self.tol, "implementation": "scaling"}
         if self.emission == "gaussian":
             params["covariance_type"] = self.covariance_type
@@ -209,22 +243,56 @@ class HMMLearnBaseline(BaseEstimator):
             )
         return self
 
-    def score(self, X, y=None):
-        """Mean log-likelihood per token of the windows (as the masked estimators).
+    def score(self, X, y=None, lengths=None):
+        """Mean log-likelihood per observed token (as the masked estimators).
 
         Parameters
         ----------
-        X : array-like
-            Windows.
+        X : array-like or list of array-like
+            Sequences of any length in any input form; masked tokens are
+            marginalised.
         y : None
             Ignored.
+        lengths : array-like of int, default=None
+            hmmlearn's sequence lengths for a concatenated ``X``.
 
         Returns
         -------
         float
         """
         check_is_fitted(self, "model_")
-        return self.model_.score(self._check(X, reset=False))
+        return self.model_.score(self._sequences(X, y, lengths, reset=False)[0])
+
+    def score_samples(self, X, lengths=None):
+        """Log-likelihood of each sequence.
+
+        Parameters
+        ----------
+        X : array-like or list of array-like
+        lengths : array-like of int, default=None
+
+        Returns
+        -------
+        ndarray of shape (n_sequences,)
+        """
+        check_is_fitted(self, "model_")
+        X, _ = self._sequences(X, None, lengths, reset=False)
+        return self.model_.log_likelihood(X)
+
+    def to_hmmlearn(self):
+        """The kept hmmlearn model, switched to the log implementation.
+
+        The log implementation never underflows on long sequences.
+
+        Returns
+        -------
+        hmmlearn model
+            A copy of ``hmm_``.
+        """
+        check_is_fitted(self, "model_")
+        hmm = copy.deepcopy(self.hmm_)
+        hmm.implementation = "log"
+        return hmm
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

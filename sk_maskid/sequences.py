@@ -23,6 +23,7 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
+from sklearn.utils.validation import _num_samples
 
 from ._validation import check_positive_int
 
@@ -227,6 +228,35 @@ def _is_sequence_list(X):
         return False
     lengths = {len(s) for s in X}
     return len(lengths) > 1 or any(isinstance(s, np.ndarray) for s in X)
+
+
+def check_y_is_not_lengths(X, y, lengths):
+    """Refuse a positional ``y`` that cannot be a target for ``X``.
+
+    hmmlearn users write ``fit(X, lengths)``; here the second positional
+    argument is scikit-learn's ``y``. A ``y`` with one entry per sequence is
+    a valid (ignored) target, as a Pipeline passes; anything else is a
+    misreading, never silently swallowed.
+    """
+    if y is None:
+        return
+    n_rows = len(lengths) if lengths is not None else _num_samples(X)
+    n_y = len(y) if hasattr(y, "__len__") else None
+    if n_y == n_rows:
+        return
+    hint = ""
+    values = np.asarray(y)
+    if (
+        values.ndim == 1
+        and values.dtype.kind in "iu"
+        and values.sum() == _num_samples(X)
+    ):
+        hint = " (they sum to the number of rows of X: sequence lengths?)"
+    raise ValueError(
+        f"the second positional argument has {n_y} entries but X has {n_rows} "
+        f"rows (one per sequence){hint}: the estimators take no target y; pass "
+        "hmmlearn's sequence lengths as the keyword lengths=..."
+    )
 
 
 def make_windows(sequences, window_length, step=1):

@@ -16,6 +16,7 @@ from sk_maskid import (  # noqa: E402
     make_windows,
 )
 from sk_maskid.baselines import HMMLearnBaseline  # noqa: E402
+from sk_maskid.estimators import expected_failed_checks  # noqa: E402
 from sk_maskid.metrics import make_recovery_scorer, recovery_error  # noqa: E402
 
 
@@ -23,7 +24,8 @@ from sk_maskid.metrics import make_recovery_scorer, recovery_error  # noqa: E402
     [
         HMMLearnBaseline(n_restarts=1, n_iter=5, random_state=0),
         HMMLearnBaseline(emission="gaussian", n_restarts=1, n_iter=5, random_state=0),
-    ]
+    ],
+    expected_failed_checks=expected_failed_checks,
 )
 def test_sklearn_compatible(estimator, check):
     with warnings.catch_warnings():

@@ -9,7 +9,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from .._statistics import categorical_counts
-from .._validation import check_categorical_sequences
+from .._validation import check_categorical_sequences, check_sequence_array
 from ..extraction import extract_categorical, tensor_route
 from ._base import _BaseMaskedHMM
 
@@ -171,7 +171,7 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
 
     def _check_windows(self, X, reset, task, min_windows=1):
         # fit needs two windows at least; a partial_fit chunk may hold one
-        X = self._check_array(X, reset=reset, min_windows=min_windows, dtype=None)
+        X = check_sequence_array(self, X, reset=reset, min_rows=min_windows, dtype=None)
         # Floats are accepted only when they hold whole numbers; -1 is masked.
         X = check_categorical_sequences(X)
         if reset:

@@ -10,7 +10,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from .._statistics import gaussian_moments, sub_window_offsets
-from .._validation import check_gaussian_sequences
+from .._validation import check_gaussian_sequences, check_sequence_array
 from ..extraction import extract_gaussian, tensor_route
 from ..tasks import parse_task
 from ._base import _BaseMaskedHMM
@@ -177,10 +177,11 @@ refine_history_ :
         return form
 
     def _check_windows(self, X, reset, task, min_windows=1):
-        X = self._check_array(
+        X = check_sequence_array(
+            self,
             X,
             reset=reset,
-            min_windows=min_windows,
+            min_rows=min_windows,
             dtype="numeric",
             allow_nd=True,
             ensure_all_finite="allow-nan",  # an all-NaN token is masked

@@ -12,41 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import _num_samples, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from .._hmm import smooth
 from ..sequences import SequenceLayout, observed_lengths
 
 _DECODERS = ("viterbi", "map")
-
-
-def check_y_is_not_lengths(X, y, lengths):
-    """Refuse a positional ``y`` that cannot be a target for ``X``.
-
-    hmmlearn users write ``fit(X, lengths)``; here the second positional
-    argument is scikit-learn's ``y``. A ``y`` with one entry per sequence is
-    a valid (ignored) target, as a Pipeline passes; anything else is a
-    misreading, never silently swallowed.
-    """
-    if y is None:
-        return
-    n_rows = len(lengths) if lengths is not None else _num_samples(X)
-    n_y = len(y) if hasattr(y, "__len__") else None
-    if n_y == n_rows:
-        return
-    hint = ""
-    values = np.asarray(y)
-    if (
-        values.ndim == 1
-        and values.dtype.kind in "iu"
-        and values.sum() == _num_samples(X)
-    ):
-        hint = " (they sum to the number of rows of X: sequence lengths?)"
-    raise ValueError(
-        f"the second positional argument has {n_y} entries but X has {n_rows} "
-        f"rows (one per sequence){hint}: the estimators take no target y; pass "
-        "hmmlearn's sequence lengths as the keyword lengths=..."
-    )
 
 
 class _InferenceMixin:
