@@ -22,7 +22,7 @@ from numbers import Integral, Real
 
 import numpy as np
 from joblib import Parallel, delayed
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
+from sklearn.base import BaseEstimator, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -117,9 +117,7 @@ def _model_attributes(model):
     return attrs
 
 
-class _BaseMaskedHMM(
-    _InferenceMixin, TransformerMixin, BaseEstimator, metaclass=ABCMeta
-):
+class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
     """Shared fit/partial_fit/predict/transform/score plumbing.
 
     Subclasses declare their token type and implement three hooks:
@@ -250,7 +248,7 @@ class _BaseMaskedHMM(
         with self._rollback_on_error():
             task = parse_task(self.task)
             X, layout, state = self._validate_fit(
-                X, y, lengths, reset=True, task=task, min_rows=2
+                X, y, lengths, reset=True, task=task, min_rows=1
             )
             stats = self._timed_statistics(X, layout, task, state)
             pending = self._commit(stats, task, state, windows=X)

@@ -11,6 +11,7 @@ in the form it was given (padded array, list, or concatenated).
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
@@ -20,8 +21,12 @@ from ..sequences import SequenceLayout, observed_lengths
 _DECODERS = ("viterbi", "map")
 
 
-class _InferenceMixin:
-    """Inference methods shared by the masked estimators."""
+class _InferenceMixin(TransformerMixin):
+    """Inference methods shared by the masked estimators.
+
+    A TransformerMixin itself, so scikit-learn's ``set_output`` wraps the
+    ``transform`` defined here.
+    """
 
     def _check_sequences(self, X, lengths=None):
         """Validated padded sequences of any length, and their layout."""
@@ -163,9 +168,10 @@ class _InferenceMixin:
             hmmlearn's sequence lengths for a concatenated ``X``.
         algorithm : {"viterbi", "map"}, default="viterbi"
             "viterbi": the jointly most probable path, with ``log p(x, h*)``
-            summed over sequences; "map": the most probable state at each
-            token, with the sum of the log of its posterior probabilities
-            (hmmlearn's conventions for both).
+            summed over sequences (as hmmlearn); "map": the most probable
+            state at each token, with the sum of the logs of those posterior
+            probabilities (hmmlearn 0.3 sums the probabilities themselves,
+            its issue #188; the states agree).
 
         Returns
         -------
