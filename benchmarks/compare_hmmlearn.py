@@ -4,7 +4,8 @@ For a categorical (k=4, d=12) and a Gaussian (k=3, d=6, sigma=1) model and
 each number of training tokens, prints one row per method:
 
 * ``hmmlearn``: best of ``--restarts`` random restarts, ``implementation=
-  "scaling"``, ``n_iter=500``, ``tol=1e-4`` (DESIGN.md section 6);
+  "scaling"``, ``n_iter=500``, ``tol=1e-4`` (the fair-baseline protocol of
+  the documentation's Theory page, section "Evaluation");
 * ``masked``: the tensor route (task "1->2*3");
 * ``masked+em``: the same followed by ``refine="em"``.
 

@@ -163,9 +163,13 @@ def _landscape(parser, args):
         _sampler_failed(parser, exc, args.n_components)
     print(
         f"Identifiability landscape: k={args.n_components} hidden states, "
-        f"{args.n_symbols} symbols / {args.n_features}-dimensional Gaussian tokens; "
-        f"recovery errors (max-abs, states aligned) at {args.n_tokens} tokens "
-        "from a random model with persistent states (self_transition=0.5)"
+        f"{args.n_symbols} symbols / {args.n_features}-dimensional Gaussian tokens"
+        + (
+            "; verdicts only (--no-fit)"
+            if args.no_fit
+            else f"; recovery errors (max-abs, states aligned) at {args.n_tokens} "
+            "tokens from a random model with persistent states (self_transition=0.5)"
+        )
     )
     print(format_landscape(rows))
     if not args.no_fit:

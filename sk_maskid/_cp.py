@@ -23,8 +23,12 @@ CPResult = namedtuple(
 )
 CPResult.__doc__ = """Result of :func:`cp_decompose`.
 
+Attributes
+----------
 weights : ndarray of shape (rank,)
+    Component weights.
 factors : list of 3 ndarrays of shape (dim_m, rank)
+    Factor matrices.
 fit_error : float
     Relative reconstruction error ``||W - W_hat|| / ||W||``.
 condition : float

@@ -43,5 +43,12 @@ def test_docs_build_with_warnings_as_errors(tmp_path):
     for name in examples:
         # every example ran and produced at least one figure
         assert (tmp_path / "_images" / f"sphx_glr_{name}_001.png").exists(), name
-    for page in ("landscape", "user_guide", "comparison", "api", "getting_started"):
+    for page in (
+        "landscape",
+        "user_guide",
+        "comparison",
+        "api",
+        "getting_started",
+        "theory",
+    ):
         assert (tmp_path / f"{page}.html").exists()
