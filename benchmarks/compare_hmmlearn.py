@@ -60,7 +60,7 @@ def _methods(emission, restarts, n_jobs):
 def _iterations(est):
     if isinstance(est, HMMLearnBaseline):
         return est.n_iter_
-    return est.refine_iter_
+    return est.n_iter_
 
 
 def main(argv=None):

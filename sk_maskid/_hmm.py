@@ -28,13 +28,16 @@ def _vecmat(a, M):
     return a @ M if M.ndim == 2 else np.einsum("nk,nkm->nm", a, M)
 
 
-def forward(startprob, transmat, B):
+def forward(startprob, transmat, B, starts=None):
     """Scaled forward pass.
 
     Returns ``alpha`` (each row sums to 1) and the scaling factors ``c`` with
     ``log p(x) = sum(log c)``. ``B[n, t, i]`` is the (scaled) emission
     likelihood, 1 for a masked token. ``startprob`` may be ``(k,)`` or
-    ``(n, k)`` and ``transmat`` ``(k, k)`` or ``(n, k, k)``.
+    ``(n, k)`` and ``transmat`` ``(k, k)`` or ``(n, k, k)``. ``starts``
+    (boolean ``(n, length)``) marks where a new sequence begins inside a row
+    (several sequences packed in one lane): the chain restarts there from
+    ``startprob``.
     """
     n, length, k = B.shape
     dtype = np.result_type(startprob, transmat, B)
@@ -43,7 +46,10 @@ def forward(startprob, transmat, B):
     a = startprob * B[:, 0]
     for t in range(length):
         if t:
-            a = _vecmat(alpha[:, t - 1], transmat) * B[:, t]
+            a = _vecmat(alpha[:, t - 1], transmat)
+            if starts is not None:
+                a = np.where(starts[:, t, None], startprob, a)
+            a = a * B[:, t]
         c[:, t] = a.sum(axis=1)
         # An impossible observation gives c = 0 (log-likelihood -inf); keep
         # the recursion finite instead of spreading NaN.
@@ -52,8 +58,12 @@ def forward(startprob, transmat, B):
     return alpha, c
 
 
-def backward(transmat, B, c):
-    """Scaled backward pass matching :func:`forward`'s scaling."""
+def backward(transmat, B, c, starts=None):
+    """Scaled backward pass matching :func:`forward`'s scaling.
+
+    With ``starts``, a token followed by a sequence start ends its sequence:
+    its ``beta`` is 1.
+    """
     n, length, k = B.shape
     beta = np.empty((n, length, k), dtype=np.result_type(c, transmat, B))
     beta[:, -1] = 1.0
@@ -62,6 +72,8 @@ def backward(transmat, B, c):
         beta[:, t] = (
             _vecmat(B[:, t + 1] * beta[:, t + 1], transposed) / c[:, t + 1, None]
         )
+        if starts is not None:
+            beta[starts[:, t + 1], t] = 1.0
     return beta
 
 

@@ -135,6 +135,7 @@ def match_categorical_predictor(
         "emissionprob": emission,
         "loss": float(best.fun),
         "n_iter": int(best.nit),
+        "converged": bool(best.status != 1),  # 1: stopped at maxiter
     }
 
 
@@ -257,6 +258,7 @@ def polish_tensor_readout(
         "emissionprob": emission,
         "loss": float(res.fun),
         "n_iter": int(res.nit),
+        "converged": bool(res.status != 1),  # 1: stopped at maxiter
     }
 
 
@@ -385,4 +387,5 @@ def fit_gaussian_posterior(
         "pi_weights": pi,
         "loss": float(best.fun),
         "n_iter": int(best.nit),
+        "converged": bool(best.status != 1),  # 1: stopped at maxiter
     }

@@ -106,6 +106,8 @@ class Extraction:
         the CP route).
     n_iter : int
         Iterations of the final optimiser (L-BFGS, or ALS on Gaussian CP).
+    converged : bool
+        False when that optimiser stopped at its iteration cap.
     finite_ambiguity : bool
         Whether the task sees the transition matrix only through a power
         ``T^g`` (whose other stochastic roots are equally good).
@@ -123,6 +125,7 @@ class Extraction:
     fit_error: float
     condition: float
     n_iter: int
+    converged: bool
     finite_ambiguity: bool
     messages: tuple[str, ...]
     predictor: np.ndarray | None = None
@@ -458,6 +461,7 @@ def extract_categorical(
         fit_error=float(fit_error),
         condition=float(condition),
         n_iter=int(out["n_iter"]),
+        converged=out["converged"],
         finite_ambiguity=finite_ambiguity,
         messages=tuple(messages),
         predictor=table,
@@ -553,6 +557,7 @@ def extract_gaussian(
             fit_error=float(cp.fit_error),
             condition=float(cp.condition),
             n_iter=int(cp.n_iter),
+            converged=cp.n_iter < max_iter,
             finite_ambiguity=out["finite_ambiguity"],
             messages=tuple(messages),
         )
@@ -591,6 +596,7 @@ def extract_gaussian(
         fit_error=out["loss"],
         condition=np.nan,
         n_iter=out["n_iter"],
+        converged=out["converged"],
         finite_ambiguity=gap > 1,
         messages=tuple(messages),
     )
@@ -611,6 +617,7 @@ def _placeholder(mean, second, k, min_covar, covariance_type, messages):
         fit_error=np.nan,
         condition=np.nan,
         n_iter=0,
+        converged=True,
         finite_ambiguity=False,
         messages=tuple(messages),
     )

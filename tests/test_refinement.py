@@ -3,7 +3,12 @@
 import numpy as np
 import pytest
 
-from sk_maskid import GaussianHMMModel, make_categorical_hmm, make_gaussian_hmm
+from sk_maskid import (
+    CategoricalHMMModel,
+    GaussianHMMModel,
+    make_categorical_hmm,
+    make_gaussian_hmm,
+)
 from sk_maskid.refinement import baum_welch
 
 hmm = pytest.importorskip("hmmlearn.hmm")
@@ -24,7 +29,9 @@ def test_categorical_em_matches_hmmlearn():
     X = truth.sample(_N_WINDOWS, _LENGTH, random_state=0)
     start = make_categorical_hmm(3, 4, random_state=1)
     # hmmlearn has no floor on emissions: ours (1e-12) must never bind
-    model, history = baum_welch(start, X, n_iter=5, tol=0, floor=1e-12)
+    # 6 E-steps: the start's and 5 EM iterations' (plain EM, as hmmlearn)
+    res = baum_welch(start, X, n_iter=6, tol=0, acceleration=None, floor=1e-12)
+    model, history = res.model, np.array(res.history) * X.size
     assert len(history) == 6 and model.emissionprob_.min() > 1e-6
 
     ref = hmm.CategoricalHMM(
@@ -67,7 +74,8 @@ def test_gaussian_em_matches_hmmlearn(covariance_type):
         covars,
         covariance_type,
     )
-    model, history = baum_welch(start, X, n_iter=5, tol=0, min_covar=1e-3)
+    res = baum_welch(start, X, n_iter=6, tol=0, acceleration=None, min_covar=1e-3)
+    model, history = res.model, np.array(res.history) * X.shape[0] * X.shape[1]
     # hmmlearn applies min_covar only at initialisation: ours must not bind
     assert len(history) == 6 and model.covars_.min() > 0.1
 
@@ -110,31 +118,103 @@ def _categorical_problem():
 
 def test_history_is_non_decreasing_and_ends_at_the_returned_model():
     start, X = _categorical_problem()
-    model, history = baum_welch(start, X, n_iter=40, tol=0)
-    assert len(history) > 10
-    assert np.all(np.diff(history) >= 0)
-    np.testing.assert_allclose(history[0], start.log_likelihood(X).sum(), rtol=1e-12)
-    np.testing.assert_allclose(history[-1], model.log_likelihood(X).sum(), rtol=1e-12)
-    assert history[-1] > history[0] + 1.0  # EM did move from a random start
+    for acceleration in (None, "squarem"):
+        res = baum_welch(start, X, n_iter=40, tol=0, acceleration=acceleration)
+        history = np.array(res.history) * X.size  # per token -> total
+        assert len(history) > 10 and res.n_iter == 40 and not res.converged
+        assert np.all(np.diff(history) >= 0)
+        np.testing.assert_allclose(
+            history[0], start.log_likelihood(X).sum(), rtol=1e-12
+        )
+        np.testing.assert_allclose(
+            history[-1], res.model.log_likelihood(X).sum(), rtol=1e-12
+        )
+        assert history[-1] > history[0] + 1.0  # EM did move from a random start
 
 
 def test_tol_stops_at_the_first_small_gain():
     start, X = _categorical_problem()
     tol = 1e-4
-    _, history = baum_welch(start, X, n_iter=500, tol=tol)
-    gains = np.diff(history) / X.size  # per-token gains, as tol is stated
-    assert len(gains) < 500
+    res = baum_welch(start, X, n_iter=500, tol=tol, acceleration=None)
+    gains = np.diff(res.history)  # per-token gains, as tol is stated
+    assert res.converged and len(gains) < 499
     assert gains[-1] < tol and np.all(gains[:-1] >= tol)
-    # a huge tol stops after one iteration; n_iter=0 returns the start
-    assert len(baum_welch(start, X, n_iter=500, tol=1.0)[1]) == 2
-    model, history = baum_welch(start, X, n_iter=0)
-    assert model is start and len(history) == 1
+    # a huge tol stops after one iteration; n_iter=1 returns the start
+    assert len(baum_welch(start, X, n_iter=500, tol=1.0).history) == 2
+    res = baum_welch(start, X, n_iter=1)
+    assert res.model is start and len(res.history) == 1 and not res.converged
+
+
+def test_squarem_reaches_the_em_optimum_in_fewer_e_steps():
+    # Persistent states and a random start: plain EM crawls for hundreds of
+    # E-steps; SQUAREM reaches the same optimum (to 1e-6 per token).
+    truth = make_categorical_hmm(3, 4, self_transition=0.8, random_state=3)
+    X = truth.sample(300, 30, random_state=3)
+    start = make_categorical_hmm(3, 4, random_state=7)
+    plain = baum_welch(start, X, n_iter=5000, tol=1e-10, acceleration=None)
+    fast = baum_welch(start, X, n_iter=5000, tol=1e-10, acceleration="squarem")
+    assert plain.converged and fast.converged
+    assert abs(plain.history[-1] - fast.history[-1]) < 1e-6
+    assert fast.n_iter < plain.n_iter / 2, (fast.n_iter, plain.n_iter)
+
+
+def test_packed_sequences_give_hmmlearns_em_on_the_sequences():
+    # Sequences of unequal lengths are packed end to end into lanes, the
+    # chain restarting at each start: EM on them equals hmmlearn's EM on the
+    # sequences one by one, and the padding adds nothing.
+    truth = make_categorical_hmm(3, 5, random_state=1)
+    lengths = [3, 17, 40, 8, 40, 25, 2, 12]
+    seqs = [truth.sample(1, n, random_state=i)[0] for i, n in enumerate(lengths)]
+    padded = np.full((len(seqs), 40), -1)
+    for i, seq in enumerate(seqs):
+        padded[i, : len(seq)] = seq
+    start = make_categorical_hmm(3, 5, random_state=2)
+    res = baum_welch(
+        start,
+        padded,
+        lengths=lengths,
+        n_iter=4,
+        tol=0,
+        acceleration=None,
+        floor=1e-12,
+    )
+    ll = sum(start.log_likelihood(seq[None])[0] for seq in seqs)
+    np.testing.assert_allclose(res.history[0] * sum(lengths), ll, rtol=1e-12)
+    ref = hmm.CategoricalHMM(
+        n_components=3,
+        n_features=5,
+        n_iter=3,
+        tol=0,
+        params="ste",
+        init_params="",
+        implementation="scaling",
+    )
+    _set_chain(ref, start)
+    ref.emissionprob_ = start.emissionprob_.copy()
+    ref.fit(np.concatenate(seqs)[:, None], lengths=lengths)
+    np.testing.assert_allclose(res.model.transmat_, ref.transmat_, atol=1e-12)
+    np.testing.assert_allclose(res.model.emissionprob_, ref.emissionprob_, atol=1e-12)
+    np.testing.assert_allclose(res.model.startprob_, ref.startprob_, atol=1e-12)
+
+
+def test_near_empty_state_gives_a_valid_model():
+    # A state the data never visit (stationary mass ~1e-7) used to give NaN
+    # transition rows; its rows are kept and floored instead.
+    T = np.array([[0.9, 0.1 - 1e-7, 1e-7], [0.1, 0.9 - 1e-7, 1e-7], [0.5, 0.5, 0.0]])
+    O = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.7, 0.1, 0.1], [0.25] * 4])
+    start = CategoricalHMMModel([0.5, 0.5, 0.0], T, O)
+    data = CategoricalHMMModel([0.5, 0.5], [[0.9, 0.1], [0.1, 0.9]], O[:2])
+    X = data.sample(200, 10, random_state=0)
+    res = baum_welch(start, X, n_iter=30, tol=0)
+    for P in (res.model.transmat_, res.model.emissionprob_):
+        assert np.all(np.isfinite(P)) and np.allclose(P.sum(axis=1), 1.0)
+    assert np.all(np.diff(res.history) >= 0)
 
 
 def test_result_is_a_valid_model_with_floors():
     start, X = _categorical_problem()
     X = np.where(X == 4, 0, X)  # symbol 4 never seen
-    model, _ = baum_welch(start, X, n_iter=10, floor=1e-6)
+    model = baum_welch(start, X, n_iter=10, floor=1e-6).model
     np.testing.assert_allclose(model.transmat_.sum(axis=1), 1.0, rtol=1e-12)
     np.testing.assert_allclose(model.startprob_.sum(), 1.0, rtol=1e-12)
     np.testing.assert_allclose(model.emissionprob_.sum(axis=1), 1.0, rtol=1e-12)
@@ -146,23 +226,23 @@ def test_result_is_a_valid_model_with_floors():
     truth = make_gaussian_hmm(2, 2, random_state=6)
     Xg = truth.sample(100, 5, random_state=6)
     Xg[..., 1] = 0.25
-    g, _ = baum_welch(
+    g = baum_welch(
         GaussianHMMModel(
             truth.startprob_, truth.transmat_, truth.means_, np.ones((2, 2)), "diag"
         ),
         Xg,
         n_iter=3,
         min_covar=1e-3,
-    )
+    ).model
     np.testing.assert_allclose(g.covars_[:, 1], 1e-3, rtol=1e-12)
     np.testing.assert_allclose(g.means_[:, 1], 0.25, rtol=1e-12)
     assert g.covariance_type == "diag" and np.all(g.covars_[:, 0] > 1e-3)
 
 
-def test_verbose_reports_each_iteration(capsys):
+def test_verbose_reports_each_accepted_step(capsys):
     start, X = _categorical_problem()
-    _, history = baum_welch(start, X, n_iter=3, tol=0, verbose=1)
+    res = baum_welch(start, X, n_iter=4, tol=0, acceleration=None, verbose=1)
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == len(history) - 1 == 3
-    assert lines[0].startswith("[baum_welch] iteration 1:")
-    assert f"{history[-1] / X.size:.6f} per token" in lines[-1]
+    assert len(lines) == len(res.history) - 1 == 3
+    assert lines[0].startswith("[baum_welch] E-step 2:")
+    assert f"{res.history[-1]:.6f} per token" in lines[-1]

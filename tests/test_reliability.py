@@ -118,10 +118,10 @@ BAD_INPUTS = [
         "0 sample",
     ),
     (
-        "a single window",
-        lambda: MaskedCategoricalHMM().fit(CAT[:1]),
+        "a single window shorter than the task",
+        lambda: MaskedCategoricalHMM().fit(CAT[:1, :2]),
         ValueError,
-        "1 sample",
+        "needs sequences of at least 3 tokens",
     ),
     (
         "n_components = 0",

@@ -23,6 +23,7 @@ from numbers import Integral, Real
 import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, _fit_context
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
@@ -97,6 +98,11 @@ def expected_failed_checks(estimator):
         ),
         agnostic,
     )
+    if getattr(estimator, "refine", "em") is None:
+        checks["check_transformer_n_iter"] = (
+            "n_iter_ counts the EM refinement's E-steps, 0 without refine; "
+            "the extraction's iterations are extraction_n_iter_"
+        )
     task = getattr(estimator, "task", None)  # HMMLearnBaseline has none
     span = 2 if task is None else parse_task(task).span
     if span > 2:
@@ -139,6 +145,7 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
         "tol": [Interval(Real, 0, None, closed="left")],
         "refine": [StrOptions({"em"}), None],
         "refine_iter": [Interval(Integral, 1, None, closed="left")],
+        "refine_tol": [Interval(Real, 0, None, closed="left")],
         "chunk_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -162,6 +169,7 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
         tol,
         refine,
         refine_iter,
+        refine_tol,
         chunk_size,
         n_jobs,
         random_state,
@@ -176,6 +184,7 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
         self.tol = tol
         self.refine = refine
         self.refine_iter = refine_iter
+        self.refine_tol = refine_tol
         self.chunk_size = chunk_size
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -251,7 +260,7 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
                 X, y, lengths, reset=True, task=task, min_rows=1
             )
             stats = self._timed_statistics(X, layout, task, state)
-            pending = self._commit(stats, task, state, windows=X)
+            pending = self._commit(stats, task, state, windows=(X, layout))
         self._emit(self._short_sequence_warnings(layout, task) + pending, depth=2)
         return self
 
@@ -435,33 +444,56 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
             "extraction_fit_error_": result.fit_error,
             "extraction_condition_": result.condition,
             "extraction_warnings_": list(result.messages),
-            "n_iter_": result.n_iter,
-            "refine_iter_": 0,
+            "extraction_n_iter_": result.n_iter,
+            "n_iter_": 0,
+            "converged_": result.converged,
             "refine_history_": [],
         }
         if result.predictor is not None:
             attrs["predictor_"] = result.predictor
+        pending = []
         if self.refine == "em" and windows is not None:
-            model, history = baum_welch(
+            X, layout = windows
+            refined = baum_welch(
                 result.model,
-                windows,
+                X,
+                lengths=layout.lengths,
                 n_iter=self.refine_iter,
-                tol=_REFINE_TOL,
+                tol=self.refine_tol,
+                n_jobs=self.n_jobs,
                 verbose=self.verbose,
                 **self._refine_options(),
             )
-            attrs.update(_model_attributes(model))
-            attrs["refine_iter_"] = len(history) - 1
-            attrs["refine_history_"] = history
+            attrs.update(_model_attributes(refined.model))
+            attrs["n_iter_"] = refined.n_iter
+            attrs["converged_"] = refined.converged
+            attrs["refine_history_"] = refined.history
+            if not refined.converged:
+                pending.append(
+                    (
+                        f"EM refinement stopped at refine_iter={self.refine_iter} "
+                        "E-steps before the gain per token fell below "
+                        f"refine_tol={self.refine_tol:g}; raise refine_iter",
+                        ConvergenceWarning,
+                    )
+                )
         attrs.update(state)
         attrs["statistics_"] = self._persistent_statistics(stats)
         attrs["task_"] = task
         for name, value in attrs.items():
             setattr(self, name, value)
-        return self._pending_warnings(result, task, identifiable, reason)
+        return self._pending_warnings(result, task, identifiable, reason) + pending
 
     def _pending_warnings(self, result, task, identifiable, reason):
         pending = [(message, ExtractionWarning) for message in result.messages]
+        if not result.converged:
+            pending.append(
+                (
+                    f"the extraction's optimiser stopped at max_iter={self.max_iter} "
+                    "iterations before converging; raise max_iter",
+                    ConvergenceWarning,
+                )
+            )
         if not identifiable:
             pending.append(
                 (

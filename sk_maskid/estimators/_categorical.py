@@ -50,12 +50,17 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
         a tensor task stops at ``max(tol, 1e-7)``: it only has to find the
         basin the polish then descends.
     refine : {"em"} or None, default=None
-        ``"em"``: after extraction, run Baum-Welch on the training windows
-        from the extracted parameters (in :meth:`fit` only; ``partial_fit``
-        keeps the statistics-only extraction so chunked fits equal ``fit``).
-        The training log-likelihood never decreases.
-    refine_iter : int, default=20
-        Maximum EM iterations of the refinement.
+        ``"em"``: after extraction, run Baum-Welch on the training sequences
+        from the extracted parameters, accelerated by SQUAREM with a
+        likelihood safeguard, to convergence (in :meth:`fit` only;
+        ``partial_fit`` keeps the statistics-only extraction so chunked fits
+        equal ``fit``). The training log-likelihood never decreases.
+    refine_iter : int, default=1000
+        Maximum E-steps (forward-backward passes) of the refinement; a
+        :class:`~sklearn.exceptions.ConvergenceWarning` says when it is hit.
+    refine_tol : float, default=1e-7
+        The refinement has converged when an accepted step gains less than
+        this in training log-likelihood per observed token.
     chunk_size : int, default=100_000
         Windows per chunk when accumulating the statistics: bounds memory.
     n_jobs : int, default=None
@@ -105,16 +110,23 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
     extraction_condition_ : float
         Smallest singular value of the column-normalised CP factors (NaN for
         predictor matching).
+    extraction_n_iter_ : int
+        L-BFGS iterations of the extraction's final optimiser: predictor
+        matching, or the polish of the tensor read-out under the task's
+        log-loss (at most ``max_iter`` either way).
     n_iter_ : int
-        L-BFGS iterations of the final optimiser: predictor matching, or the
-        polish of the tensor read-out under the task's log-loss (at most
-        ``max_iter`` either way).
-    refine_iter_ : int
-        EM iterations kept by ``refine="em"`` (0 without refinement).
+        E-steps of the EM refinement (0 without ``refine``).
+    converged_ : bool
+        Whether the last stage converged: the EM refinement, or without it
+        the extraction's optimiser (False when a cap was hit, which a
+        :class:`~sklearn.exceptions.ConvergenceWarning` also says).
     refine_history_ : list of float
-        Training log-likelihood before and after each kept EM iteration.
+        Training log-likelihood per observed token of the extracted model and
+        of every accepted EM step (non-decreasing; empty without
+        ``refine``).
     n_features_in_ : int
-        Window length seen during fit.
+        Padded length of the sequences seen during fit (later calls accept
+        any length).
 
     See Also
     --------
@@ -148,7 +160,8 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
         max_iter=500,
         tol=1e-10,
         refine=None,
-        refine_iter=20,
+        refine_iter=1000,
+        refine_tol=1e-7,
         chunk_size=100_000,
         n_jobs=None,
         random_state=None,
@@ -162,6 +175,7 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
             tol=tol,
             refine=refine,
             refine_iter=refine_iter,
+            refine_tol=refine_tol,
             chunk_size=chunk_size,
             n_jobs=n_jobs,
             random_state=random_state,

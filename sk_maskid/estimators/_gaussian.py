@@ -57,12 +57,17 @@ class MaskedGaussianHMM(_BaseMaskedHMM):
     tol : float, default=1e-10
         Stopping tolerance per start.
     refine : {"em"} or None, default=None
-        ``"em"``: after extraction, run Baum-Welch on the training windows
-        from the extracted parameters (in :meth:`fit` only; ``partial_fit``
-        keeps the statistics-only extraction so chunked fits equal ``fit``).
-        The training log-likelihood never decreases.
-    refine_iter : int, default=20
-        Maximum EM iterations of the refinement.
+        ``"em"``: after extraction, run Baum-Welch on the training sequences
+        from the extracted parameters, accelerated by SQUAREM with a
+        likelihood safeguard, to convergence (in :meth:`fit` only;
+        ``partial_fit`` keeps the statistics-only extraction so chunked fits
+        equal ``fit``). The training log-likelihood never decreases.
+    refine_iter : int, default=1000
+        Maximum E-steps (forward-backward passes) of the refinement; a
+        :class:`~sklearn.exceptions.ConvergenceWarning` says when it is hit.
+    refine_tol : float, default=1e-7
+        The refinement has converged when an accepted step gains less than
+        this in training log-likelihood per observed token.
     chunk_size : int, default=100_000
         Windows per chunk when accumulating the statistics: bounds memory.
     n_jobs : int, default=None
@@ -92,8 +97,8 @@ class MaskedGaussianHMM(_BaseMaskedHMM):
     n_token_features_ : int
         Token dimension.
     identifiable_, identifiability_reason_, extraction_fit_error_, \
-extraction_condition_, extraction_warnings_, n_iter_, refine_iter_, \
-refine_history_ :
+extraction_condition_, extraction_warnings_, extraction_n_iter_, n_iter_, \
+converged_, refine_history_ :
         As in :class:`MaskedCategoricalHMM`; the posterior form reports its
         final squared loss as ``extraction_fit_error_``.
     extraction_method_ : {"cp", "posterior", "degenerate"}
@@ -130,7 +135,8 @@ refine_history_ :
         max_iter=500,
         tol=1e-10,
         refine=None,
-        refine_iter=20,
+        refine_iter=1000,
+        refine_tol=1e-7,
         chunk_size=100_000,
         n_jobs=None,
         random_state=None,
@@ -144,6 +150,7 @@ refine_history_ :
             tol=tol,
             refine=refine,
             refine_iter=refine_iter,
+            refine_tol=refine_tol,
             chunk_size=chunk_size,
             n_jobs=n_jobs,
             random_state=random_state,
