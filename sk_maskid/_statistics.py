@@ -120,3 +120,70 @@ def gaussian_moments(X, positions):
         "m_sq": m_sq,
         "n": float(n_windows),
     }
+
+
+def token_frame(X):
+    """``(offset, scale)`` that centre and scale real tokens: the data's frame.
+
+    Per-feature means and one overall standard deviation (one scale keeps
+    spherical models spherical); masked (all-NaN) tokens are ignored and a
+    constant or empty input gets the scale 1. Taking the maximum first keeps
+    the squares finite for data near the float range (x1e200).
+    """
+    tokens = X.reshape(-1, X.shape[-1])
+    tokens = tokens[~np.isnan(tokens[:, 0])]
+    if not len(tokens):
+        return np.zeros(X.shape[-1]), 1.0
+    offset = tokens.mean(axis=0)
+    centred = tokens - offset
+    size = np.abs(centred).max()
+    if not np.isfinite(size) or size == 0:
+        return offset, 1.0
+    scale = size * np.sqrt(np.mean((centred / size) ** 2))
+    return offset, float(scale) if scale > 0 else 1.0
+
+
+def framed_gaussian_moments(X, positions):
+    """:func:`gaussian_moments` of the tokens in their own frame.
+
+    The sums are taken over ``z = (x - offset) / scale`` (returned with them)
+    so that they are well-conditioned and the same for any affine units of
+    the data; :func:`reframe_gaussian_moments` moves them to another frame
+    before adding them up.
+    """
+    offset, scale = token_frame(X)
+    stats = gaussian_moments((X - offset) / scale, positions)
+    stats["offset"], stats["scale"] = offset, scale
+    return stats
+
+
+def reframe_gaussian_moments(stats, offset, scale):
+    """Moment sums re-expressed in the frame ``z' = (x - offset) / scale``.
+
+    ``z' = a z + b`` with ``a = stats scale / scale`` and
+    ``b = (stats offset - offset) / scale`` is affine in the augmented token
+    ``[z; 1]``, so the third moment transforms by one matrix per mode and the
+    squared-token moment by the expansion of ``(a z + b)^2``; exact, and
+    well-conditioned when the two frames are close.
+    """
+    a = stats["scale"] / scale
+    b = (stats["offset"] - offset) / scale
+    D = len(b) + 1
+    M = np.eye(D)
+    M[:-1, :-1] *= a
+    M[:-1, -1] = b
+    m3 = np.einsum("ia,jb,kc,abc->ijk", M, M, M, stats["m3"])
+    cross = stats["m3"][:, :-1, -1]  # sum z~_{s1} (x) z_{s2}
+    count = stats["m3"][:, -1, -1]  # sum z~_{s1}
+    m_sq = M @ (
+        a**2 * stats["m_sq"]
+        + 2 * a * b[None, :] * cross
+        + b[None, :] ** 2 * count[:, None]
+    )
+    return {
+        "m3": m3,
+        "m_sq": m_sq,
+        "n": stats["n"],
+        "offset": np.asarray(offset, dtype=float),
+        "scale": float(scale),
+    }

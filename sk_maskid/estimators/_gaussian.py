@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from numbers import Real
 
 import numpy as np
@@ -9,9 +10,15 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from .._statistics import gaussian_moments, sub_window_offsets
+from .._statistics import (
+    framed_gaussian_moments,
+    reframe_gaussian_moments,
+    sub_window_offsets,
+    token_frame,
+)
 from .._validation import check_gaussian_sequences, check_sequence_array
 from ..extraction import extract_gaussian, tensor_route
+from ..models import GaussianHMMModel
 from ..tasks import parse_task
 from ._base import _BaseMaskedHMM
 
@@ -214,11 +221,13 @@ converged_, refine_history_ :
 
     def _statistics(self, X, task, state):
         if state["predictor_form_"] == "moments":
-            return self._sum_over_chunks(gaussian_moments, X, task.positions)
+            return self._sum_over_chunks(framed_gaussian_moments, X, task.positions)
         # The posterior form is fitted on data, not on sums: keep the token
         # pairs (earlier, later) and the sums that pin the variance. A
         # backward task ("2->1") sees the same pairs: its HMM is fitted
         # through the forward form E[later | earlier].
+        offset, scale = token_frame(X)
+        X = (X - offset) / scale  # the data's own frame: any units fit alike
         a, b = task.observed[0], task.targets[0][0]
         n_off = sub_window_offsets(X.shape[1], max(a, b))
         lo = min(a, b) - 1
@@ -235,11 +244,21 @@ converged_, refine_history_ :
             "n_tokens": float(np.count_nonzero(~masked)),
             "earlier": starts,
             "later": ends,
+            "offset": offset,
+            "scale": scale,
         }
 
     def _start_statistics(self, X, state):
         first = X[:, 0]
         return first[~np.isnan(first[:, 0])]
+
+    def _merge(self, old, new):
+        if "m3" in old and "m3" in new:
+            # moments of two chunks add up once in one frame: the first one's
+            new = {**new, **reframe_gaussian_moments(new, old["offset"], old["scale"])}
+        merged = super()._merge(old, new)
+        merged["offset"], merged["scale"] = old["offset"], old["scale"]
+        return merged
 
     def _combine(self, key, old, new):
         if key == "first":  # the first tokens themselves: stacked
@@ -280,18 +299,42 @@ converged_, refine_history_ :
         return {**super()._refine_options(), "min_covar": self.min_covar}
 
     def _extract(self, stats, task, state):
-        return extract_gaussian(
+        offset, scale = stats["offset"], float(stats["scale"])
+        if not np.isfinite(np.float64(scale) ** 2):
+            raise ValueError(
+                f"the tokens vary on a scale of {scale:.3g}, whose variances "
+                "overflow double precision: rescale the data"
+            )
+        if state["predictor_form_"] == "moments" and stats["n"] > 0:
+            # extract in the data's own frame (mean 0, variance 1 from the
+            # sums), whatever the frame the sums were taken in: scaling or
+            # shifting the data scales or shifts the fit exactly
+            mean = stats["m3"][-1, :-1, -1] / stats["n"]
+            spread = np.mean(stats["m_sq"][-1] / stats["n"] - mean**2)
+            offset = offset + scale * mean
+            scale = scale * np.sqrt(spread) if spread > 0 else scale
+            stats = reframe_gaussian_moments(stats, offset, scale)
+        result = extract_gaussian(
             stats,
             task,
             self.n_components,
             form=state["predictor_form_"],
             covariance_type=self.covariance_type,
-            min_covar=self.min_covar,
+            min_covar=self.min_covar / scale**2,
             n_init=self.n_init,
             max_iter=self.max_iter,
             tol=self.tol,
             random_state=self.random_state,
         )
+        z = result.model
+        model = GaussianHMMModel(
+            z.startprob_,
+            z.transmat_,
+            z.means_ * scale + offset,
+            z.covars_ * scale**2,
+            z.covariance_type,
+        )
+        return replace(result, model=model)
 
     def predict(self, X, lengths=None):
         """The fitted predictor's output for the task's target.
