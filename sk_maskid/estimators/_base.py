@@ -40,9 +40,21 @@ from ..sequences import (
 from ..tasks import MaskedTask, parse_task
 from ._inference import _InferenceMixin
 
-# Diagnostics beyond which a CP extraction is reported as unreliable.
-_MAX_FIT_ERROR = 0.25
-_MIN_CONDITION = 1e-3
+# An extracted HMM is reported (and refined) when it scores below the
+# i.i.d. model on its training data by more than this, per token.
+_IID_MARGIN = 1e-3
+# The quality check scores at most this many tokens, in rows cut to at most
+# _SAMPLE_LENGTH tokens (the forward pass loops over time).
+_SAMPLE_TOKENS = 200_000
+_SAMPLE_LENGTH = 2_000
+
+
+def _quality_sample(X, layout):
+    """The first rows of the data, cut short: a cheap stand-in for all of it."""
+    width = min(X.shape[1], _SAMPLE_LENGTH)
+    rows = max(1, -(-_SAMPLE_TOKENS // width))
+    return X[:rows, :width]
+
 
 # EM stops when the mean log-likelihood per token gains less than this
 # (0.01 nats in total on 1e6 tokens).
@@ -260,7 +272,7 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
                 X, y, lengths, reset=True, task=task, min_rows=1
             )
             stats = self._timed_statistics(X, layout, task, state)
-            pending = self._commit(stats, task, state, windows=(X, layout))
+            pending = self._commit(stats, task, state, data=(X, layout), refinable=True)
         self._emit(self._short_sequence_warnings(layout, task) + pending, depth=2)
         return self
 
@@ -302,7 +314,7 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
             stats = self._timed_statistics(X, layout, task, state)
             if not first:
                 stats = self._merge(self.statistics_, stats)
-            pending = self._commit(stats, task, state)
+            pending = self._commit(stats, task, state, data=(X, layout))
         self._emit(self._short_sequence_warnings(layout, task) + pending, depth=2)
         return self
 
@@ -413,12 +425,14 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
             total = self._merge(total, part)
         return total
 
-    def _commit(self, stats, task, state, windows=None):
+    def _commit(self, stats, task, state, data=None, refinable=False):
         """Extract from ``stats`` and only then write the fitted attributes.
 
-        ``windows`` are the training windows, given by ``fit`` for EM
-        refinement. Returns the warnings to raise, as ``(message,
-        category)`` pairs, for the public method to raise at the user's line.
+        ``data`` (padded sequences and their layout) is what this call saw:
+        the quality check scores the extracted HMM on (a sample of) it
+        against the i.i.d. model, and ``fit`` (``refinable``) refines on it.
+        Returns the warnings to raise, as ``(message, category)`` pairs, for
+        the public method to raise at the user's line.
         """
         start = time.perf_counter()
         result = self._extract(stats, task, state)
@@ -452,8 +466,23 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
         if result.predictor is not None:
             attrs["predictor_"] = result.predictor
         pending = []
-        if self.refine == "em" and windows is not None:
-            X, layout = windows
+        refine = self.refine == "em" and refinable
+        attrs["train_score_"] = attrs["iid_score_"] = np.nan
+        if data is not None:
+            sample = _quality_sample(*data)
+            attrs["iid_score_"] = self._iid_score(sample)
+            problems = self._quality_problems(result.model, sample, attrs["iid_score_"])
+            if problems:
+                repair = "; refined by EM" if refinable and not refine else ""
+                pending.append(
+                    (
+                        "the extracted HMM " + "; ".join(problems) + repair,
+                        ExtractionWarning,
+                    )
+                )
+                refine = refinable
+        if refine:
+            X, layout = data
             refined = baum_welch(
                 result.model,
                 X,
@@ -477,6 +506,8 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
                         ConvergenceWarning,
                     )
                 )
+        if data is not None:
+            attrs["train_score_"] = attrs["model_"].score(sample)
         attrs.update(state)
         attrs["statistics_"] = self._persistent_statistics(stats)
         attrs["task_"] = task
@@ -504,18 +535,26 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
                     NonIdentifiabilityWarning,
                 )
             )
-        if result.method == "cp" and (
-            result.fit_error > _MAX_FIT_ERROR or result.condition < _MIN_CONDITION
-        ):
-            pending.append(
-                (
-                    "the tensor decomposition looks unreliable (relative fit error "
-                    f"{result.fit_error:.3g}, condition {result.condition:.3g}); "
-                    "more data or fewer n_components may help",
-                    ExtractionWarning,
-                )
-            )
         return pending
+
+    def _quality_problems(self, model, sample, iid_score):
+        """What makes an extracted HMM worse than useless, in words.
+
+        A fit to data that are not an HMM can leave a large CP residual and
+        still beat the i.i.d. model: that is a useful fit, not a problem.
+        """
+        problems = []
+        score = model.score(sample)
+        if not score >= iid_score - _IID_MARGIN:
+            problems.append(
+                f"scores {score:.4g} per token on the training data, below the "
+                f"i.i.d. (1-state) model's {iid_score:.4g}"
+            )
+        return problems + self._degenerate_parameters(model, sample)
+
+    def _degenerate_parameters(self, model, sample):
+        """Parameters at floors or absurd scales (token-type specific)."""
+        return []
 
     @staticmethod
     def _emit(pending, depth):

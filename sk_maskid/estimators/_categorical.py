@@ -5,6 +5,7 @@ from __future__ import annotations
 from numbers import Integral
 
 import numpy as np
+from scipy.special import xlogy
 from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
@@ -124,6 +125,16 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
         Training log-likelihood per observed token of the extracted model and
         of every accepted EM step (non-decreasing; empty without
         ``refine``).
+    train_score_ : float
+        Log-likelihood per observed token of the fitted HMM on (a sample of
+        up to 2e5 tokens of) the data of the last ``fit``/``partial_fit``.
+    iid_score_ : float
+        The same for the i.i.d. (1-state) model fitted to that sample. An
+        extracted HMM scoring below it (or with degenerate parameters) is
+        reported by an :class:`~sk_maskid.ExtractionWarning` and, in
+        :meth:`fit`, refined by EM; a fit to data that are not an HMM may
+        keep a large CP residual (``extraction_fit_error_``) and still beat
+        it, which is not reported.
     n_features_in_ : int
         Padded length of the sequences seen during fit (later calls accept
         any length).
@@ -227,6 +238,11 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
         return np.bincount(first[first >= 0], minlength=state["n_symbols_"]).astype(
             float
         )
+
+    def _iid_score(self, X):
+        """Log-likelihood per token of the symbol frequencies (1 state)."""
+        counts = np.bincount(X[X >= 0])
+        return float(xlogy(counts, counts / counts.sum()).sum() / counts.sum())
 
     def _n_emission_parameters(self):
         return self.n_components * (self.n_symbols_ - 1)

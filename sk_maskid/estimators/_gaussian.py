@@ -105,9 +105,11 @@ class MaskedGaussianHMM(_BaseMaskedHMM):
         Token dimension.
     identifiable_, identifiability_reason_, extraction_fit_error_, \
 extraction_condition_, extraction_warnings_, extraction_n_iter_, n_iter_, \
-converged_, refine_history_ :
+converged_, refine_history_, train_score_, iid_score_ :
         As in :class:`MaskedCategoricalHMM`; the posterior form reports its
-        final squared loss as ``extraction_fit_error_``.
+        final squared loss as ``extraction_fit_error_``. The quality check
+        also reports states whose variance sits at the ``min_covar`` floor
+        while the data vary far more, or exceeds 1e4 times the data's.
     extraction_method_ : {"cp", "posterior", "degenerate"}
         "degenerate" when the data support fewer than ``n_components``
         distinct states (e.g. constant tokens): every state then emits the
@@ -264,6 +266,40 @@ converged_, refine_history_ :
         if key == "first":  # the first tokens themselves: stacked
             return np.concatenate([old, new])
         return super()._combine(key, old, new)
+
+    @staticmethod
+    def _observed_tokens(X):
+        tokens = X.reshape(-1, X.shape[-1])
+        return tokens[~np.isnan(tokens[:, 0])]
+
+    def _iid_score(self, X):
+        """Log-likelihood per token of one diagonal Gaussian (1 state)."""
+        spread = self._observed_tokens(X).var(axis=0)
+        var = np.maximum(spread, self.min_covar)
+        return float(-0.5 * np.sum(np.log(2 * np.pi * var) + spread / var))
+
+    def _degenerate_parameters(self, model, X):
+        spread = self._observed_tokens(X).var(axis=0)
+        variances = np.diagonal(model._full_covars(), axis1=1, axis2=2)
+        problems = []
+        # a state squeezed onto the floor while the data vary far more
+        floored = np.any(
+            (variances <= self.min_covar * (1 + 1e-9))
+            & (spread > 100 * self.min_covar),
+            axis=1,
+        )
+        if floored.any():
+            problems.append(
+                f"has state(s) {np.flatnonzero(floored).tolist()} with a variance "
+                f"at the min_covar floor ({self.min_covar:g})"
+            )
+        huge = np.any(variances > 1e4 * np.maximum(spread, self.min_covar), axis=1)
+        if huge.any():
+            problems.append(
+                f"has state(s) {np.flatnonzero(huge).tolist()} with variances over "
+                "1e4 times the data's"
+            )
+        return problems
 
     def _n_emission_parameters(self):
         k, d = self.n_components, self.n_token_features_
