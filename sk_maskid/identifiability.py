@@ -98,6 +98,14 @@ _BATCH_BYTES = 32 * 2**20
 # fit_verdict skips the numerical check above this many free parameters of
 # the reduced model (k about 22): its SVD alone would take seconds.
 _MAX_FIT_PARAMETERS = 1000
+# ... or above this many complex numbers through the predictor (about 1 s
+# per 5e7 measured; a three-token product target at k=20 needs 8e8).
+_MAX_FIT_WORK = 2 * 10**8
+# fit_verdict's draws when a discarded singular value is above _CLEAR_ZERO
+# (relative): complex-step zeros measured at most 3e-16, genuine values down
+# to 7e-10 (Gaussian "1->3" with k = d + 1 = 12).
+_FIT_DRAWS = 3
+_CLEAR_ZERO = 1e-13
 
 LocalResult = namedtuple(
     "LocalResult",
@@ -167,11 +175,18 @@ def _projected_dim(target_dim, k):
 
     Each projected row is a fixed linear function of the predictor at that
     probe, so full rank of the projected Jacobian still proves local
-    identifiability; with more probes, the rows sample the same space (the
-    rank agreed with the unprojected one on every case measured). Targets up
-    to ``max(4 k, 64)`` coordinates are kept whole.
+    identifiability; a null vector of the projected Jacobian that the full
+    one lacks needs every probe's image of it in the kernel of one random
+    projection, which generic projections rule out once the rows outnumber
+    the columns (the rank agreed with the unprojected one on every case
+    measured, down to ``k + 1`` coordinates per probe). Targets up to
+    ``max(4 k, 64)`` coordinates are kept whole.
     """
     return min(target_dim, max(4 * k, 64))
+
+
+def _rows(n_free):
+    return max(_ROWS_PER_PARAMETER * n_free, _MIN_ROWS)
 
 
 def _n_probes(total, rows_per_probe, n_free, k):
@@ -181,32 +196,59 @@ def _n_probes(total, rows_per_probe, n_free, k):
     tied together through its ``k`` posterior probabilities, and too few
     probes showed spurious null directions (one slice of a CP tensor).
     """
-    rows = max(_ROWS_PER_PARAMETER * n_free, _MIN_ROWS)
-    wanted = max(math.ceil(rows / rows_per_probe), k + 2)
+    wanted = max(math.ceil(_rows(n_free) / rows_per_probe), k + 2)
     return int(min(total, _MAX_PROBES, wanted))
 
 
-def _projections(n_probes, target_dim, k, n_free, rng):
-    """Random ``(n, target_dim, r)`` projections of a wide target, or None.
+def _probe_counts(tasks, emission, k, d, reduced):
+    """Probes per task; Gaussian tasks share one set of probe points."""
+    n_free = _n_free(emission, k, d)
+    dims = [_projected_dim(t.target_dim(d), k) for t in tasks]
+    if emission == "gaussian":
+        return [_n_probes(np.inf, sum(dims), n_free, k)] * len(tasks)
+    n_symbols = d - 1 if reduced else d
+    return [
+        _n_probes(n_symbols ** len(t.observed), dim, n_free, k)
+        for t, dim in zip(tasks, dims, strict=True)
+    ]
 
-    ``r`` grows past :func:`_projected_dim` when the probes are few (one
-    observed token: ``d`` of them) so that the rows still number about
-    ``_ROWS_PER_PARAMETER`` per column.
+
+def _work(tasks, emission, k, d, reduced):
+    """Complex numbers the Jacobian pushes through the predictor (about 1 s
+    per 5e7 on one core)."""
+    counts = _probe_counts(tasks, emission, k, d, reduced)
+    span = max(t.span for t in tasks)
+    dims = [t.target_dim(d) for t in tasks]
+    return _n_free(emission, k, d) * _bytes_per_set(tasks, counts, k, span, dims) // 16
+
+
+def _kept_dim(n_probes, target_dim, k, n_free):
+    """Coordinates kept per probe: past :func:`_projected_dim` when the probes
+    are few (one observed token: ``d`` of them), so that the rows still number
+    about ``_ROWS_PER_PARAMETER`` per column."""
+    r = max(_projected_dim(target_dim, k), math.ceil(_rows(n_free) / n_probes))
+    return min(r, target_dim)
+
+
+def _projection(n_probes, target_dim, k, n_free, rng):
+    """A random ``(target_dim, r)`` projection of a wide target, or None.
+
+    One for all probes: ``target_dim x r`` numbers (7 MB for a three-token
+    product at ``k = 20``), a plain matrix product, and as generic as one per
+    probe for the argument above.
     """
-    rows = max(_ROWS_PER_PARAMETER * n_free, _MIN_ROWS)
-    r = max(_projected_dim(target_dim, k), math.ceil(rows / n_probes))
+    r = _kept_dim(n_probes, target_dim, k, n_free)
     if r >= target_dim:
         return None
-    return rng.standard_normal((n_probes, target_dim, r)) / math.sqrt(target_dim)
+    return rng.standard_normal((target_dim, r)) / math.sqrt(target_dim)
 
 
 def _project(out, G):
-    """``out (P, n, t)`` times per-probe ``G (n, t, r)``, real and imaginary
-    parts apart (real matrix products, no complex copy of ``G``)."""
+    """``out (P, n, t) @ G (t, r)``, real and imaginary parts apart (real
+    matrix products, no complex copy of ``G``)."""
     if G is None:
         return out
-    parts = [np.matmul(np.swapaxes(x, 0, 1), G) for x in (out.real, out.imag)]
-    return np.swapaxes(parts[0] + 1j * parts[1], 0, 1)
+    return out.real @ G + 1j * (out.imag @ G)
 
 
 def _probe_combos(n_symbols, n_observed, n_probes, rng):
@@ -273,7 +315,11 @@ def _batched_expectation(startprob, transmat, B, token_means, task):
             joint, [2 + order.index(p) for p in target], range(2, 2 + len(target))
         )
         for _ in target:
-            out = np.einsum("pnh...,phd->pn...d", out, token_means)
+            # einsum "pnh...,phd->pn...d" as one batched matrix product per
+            # parameter set (einsum does not reach BLAS here: 8x slower)
+            moved = np.moveaxis(out, 2, -1)
+            rest = moved.shape[2:-1]
+            out = (moved.reshape(P, -1, k) @ token_means).reshape((P, n) + rest + (-1,))
         outputs.append(out.reshape(P, n, -1))
     return np.concatenate(outputs, axis=2)
 
@@ -306,16 +352,16 @@ def _categorical_predictor(tasks, k, d, rng, merged_last=False):
     n_free = _n_free("categorical", k, d)
     n_symbols = d - 1 if merged_last else d
     probe_sets, dims, projections = [], [], []
-    for task in tasks:
+    counts = _probe_counts(tasks, "categorical", k, d, merged_last)
+    for task, n_probes in zip(tasks, counts, strict=True):
         dim = task.target_dim(d)
         n_obs = len(task.observed)
-        n_probes = _n_probes(n_symbols**n_obs, _projected_dim(dim, k), n_free, k)
         combos = _probe_combos(n_symbols, n_obs, n_probes, rng)
         probes = -np.ones((len(combos), span), dtype=int)
         probes[:, [p - 1 for p in task.observed]] = combos
         probe_sets.append(probes)
         dims.append(dim)
-        projections.append(_projections(len(combos), dim, k, n_free, rng))
+        projections.append(_projection(len(combos), dim, k, n_free, rng))
     n_trans = k * (k - 1)
 
     def unpack(theta):
@@ -371,21 +417,24 @@ def _categorical_predictor(tasks, k, d, rng, merged_last=False):
 
 
 def _mean_scale(d):
-    """Spread of the generic means and probes: pairwise distances that do not
-    grow with ``d`` (saturated posteriors would make the Jacobian ill-conditioned);
-    2 per coordinate up to ``d = 4``."""
-    return 2.0 * min(1.0, math.sqrt(4.0 / d))
+    """Spread of the generic means and of the probes, per coordinate.
+
+    Pairwise distances about 2.8 (twice the noise variance of 1) at every
+    ``d``: farther means saturate the posteriors and shrink the genuine
+    singular values towards the rank threshold (measured at k=20: 1e-8 of
+    the largest at 2 per coordinate, 1e-6 here).
+    """
+    return math.sqrt(4.0 / d)
 
 
-def _gaussian_predictor(tasks, k, d, rng, variance=1.0, n_probes=40):
+def _gaussian_predictor(tasks, k, d, rng, variance=1.0):
     """Batched Gaussian predictor with known spherical variance."""
     span = max(t.span for t in tasks)
     n_free = _n_free("gaussian", k, d)
     dims = [t.target_dim(d) for t in tasks]
-    per_probe = sum(_projected_dim(dim, k) for dim in dims)
-    n_probes = max(n_probes, _n_probes(np.inf, per_probe, n_free, k))
+    n_probes = _probe_counts(tasks, "gaussian", k, d, False)[0]
     probes = rng.standard_normal((n_probes, span, d)) * _mean_scale(d)
-    projections = [_projections(n_probes, dim, k, n_free, rng) for dim in dims]
+    projections = [_projection(n_probes, dim, k, n_free, rng) for dim in dims]
     probe_sq = np.sum(probes**2, axis=-1)[None, :, :, None]
     flat_probes = probes.reshape(-1, d)
     n_trans = k * (k - 1)
@@ -416,9 +465,18 @@ def _gaussian_predictor(tasks, k, d, rng, variance=1.0, n_probes=40):
     return _Problem(predictor, n_free, max(1, _BATCH_BYTES // per_set), None)
 
 
+# Generic parameters are drawn persistent (T = s I + (1 - s) D). Dirichlet
+# rows alone put the eigenvalues of T near 0 for large k, and eigenvalue pairs
+# with l_i + l_j ~ 0 make T -> T^2 nearly singular: gap tasks then showed
+# genuine singular values down to 1e-10 of the largest (k=12), at the rank
+# threshold. Still a generic (absolutely continuous) draw.
+_SELF_TRANSITION = 0.5
+
+
 def _fallback_chain(k, draw):
     """A persistent random chain, for when the conditioned generator gives up."""
-    return 0.5 * np.eye(k) + 0.5 * draw.dirichlet(np.ones(k), size=k)
+    s = _SELF_TRANSITION
+    return s * np.eye(k) + (1 - s) * draw.dirichlet(np.ones(k), size=k)
 
 
 def _generic_theta(emission, k, d, rng):
@@ -430,7 +488,9 @@ def _generic_theta(emission, k, d, rng):
     seed = int(rng.randint(2**31 - 1))
     draw = np.random.RandomState(seed)
     try:
-        chain = make_categorical_hmm(k, max(k, d), random_state=seed)
+        chain = make_categorical_hmm(
+            k, max(k, d), self_transition=_SELF_TRANSITION, random_state=seed
+        )
         transmat, emissions = chain.transmat_, chain.emissionprob_
     except RuntimeError:  # rejection sampling found no well-conditioned draw
         transmat = _fallback_chain(k, draw)
@@ -466,6 +526,12 @@ def _rank(J):
     sv = np.linalg.svd(J, compute_uv=False)
     rank = int(np.count_nonzero(sv > RANK_RTOL * sv[0])) if sv.size and sv[0] else 0
     return rank, sv
+
+
+def _problem(tasks, emission, k, d_used, rng, reduced):
+    if emission == "categorical":
+        return _categorical_predictor(tasks, k, d_used, rng, merged_last=reduced)
+    return _gaussian_predictor(tasks, k, d_used, rng)
 
 
 def local_identifiability(
@@ -524,10 +590,7 @@ def local_identifiability(
         return LocalResult(0, 0, 0, np.zeros(0), d)
     d_used = _reduced_size(emission, k, d, max_features)
     reduced = d_used < d
-    if emission == "categorical":
-        problem = _categorical_predictor(tasks, k, d_used, rng, merged_last=reduced)
-    else:
-        problem = _gaussian_predictor(tasks, k, d_used, rng)
+    problem = _problem(tasks, emission, k, d_used, rng, reduced)
     theta = _generic_theta(emission, k, d_used, rng)
     # One BLAS thread: these matrices are small, and on a busy machine a
     # threaded SVD of a 1600 x 800 Jacobian took 1-3 s against 0.13 s.
@@ -741,29 +804,43 @@ def _numerical_verdict(tasks, emission, k, d):
     cap = k + 2 if emission == "categorical" else k
     d_used = _reduced_size(emission, k, d, cap)
     n_free = _n_free(emission, k, d_used)
-    if n_free > _MAX_FIT_PARAMETERS:
+    work = _work(tasks, emission, k, d_used, d_used < d)
+    if n_free > _MAX_FIT_PARAMETERS or work > _MAX_FIT_WORK:
         return FitVerdict(
             None,
             None,
-            f"not checked: the numerical check of a {k}-state model has "
-            f"{n_free} free parameters even after reduction (see check_task)",
+            f"not checked: the numerical check of a {k}-state model is too large "
+            f"for a fit ({n_free} free parameters after reduction); see check_task",
             "skipped",
         )
-    result = local_identifiability(
-        tasks,
-        emission=emission,
-        n_components=k,
-        n_features=d,
-        random_state=0,
-        max_features=cap,
-    )
+    # Full rank at one parameter proves generic full rank; a deficiency may
+    # be a draw that is merely ill-conditioned (a discarded singular value
+    # well above rounding, 1e-13 of the largest): then other draws decide,
+    # the generic null dimension being the smallest.
+    null = None
+    for seed in range(_FIT_DRAWS):
+        result = local_identifiability(
+            tasks,
+            emission=emission,
+            n_components=k,
+            n_features=d,
+            random_state=seed,
+            max_features=cap,
+        )
+        null = (
+            result.null_dimension if null is None else min(null, result.null_dimension)
+        )
+        sv = result.singular_values
+        rank = n_free - result.null_dimension
+        if null == 0 or rank >= sv.size or sv[rank] <= _CLEAR_ZERO * sv[0]:
+            break
     where = "" if d_used == d else f" (computed with {d_used} of {d} features)"
-    if result.null_dimension > 0:
+    if null > 0:
         return FitVerdict(
             False,
-            result.null_dimension,
-            f"the predictor's Jacobian has a {result.null_dimension}-dimensional "
-            f"null space{where}: a continuum of HMMs gives the same predictor",
+            null,
+            f"the predictor's Jacobian has a {null}-dimensional null space{where}: "
+            "a continuum of HMMs gives the same predictor",
             "jacobian",
         )
     return FitVerdict(
@@ -863,7 +940,8 @@ def _tensor_factors(task, emission, k, d, rng):
 
 def _kruskal(task, emission, k, d, rng):
     factors = _tensor_factors(task, emission, k, d, rng)
-    ranks = tuple(_krank(F) for F in factors)
+    with threadpool_limits(limits=1, user_api="blas"):  # small matrices
+        ranks = tuple(_krank(F) for F in factors)
     return KruskalResult(ranks, 2 * k + 2, sum(ranks) >= 2 * k + 2)
 
 

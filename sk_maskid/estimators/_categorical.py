@@ -56,6 +56,8 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
         likelihood safeguard, to convergence (in :meth:`fit` only;
         ``partial_fit`` keeps the statistics-only extraction so chunked fits
         equal ``fit``). The training log-likelihood never decreases.
+        ``None`` refines only when the quality check fails (an extracted HMM
+        scoring below the i.i.d. model, or degenerate), and says so.
     refine_iter : int, default=1000
         Maximum E-steps (forward-backward passes) of the refinement; a
         :class:`~sklearn.exceptions.ConvergenceWarning` says when it is hit.
