@@ -24,6 +24,22 @@ def _set_chain(ref, model):
     ref.transmat_ = model.transmat_.copy()
 
 
+def _hmmlearn_em(start, X, lengths, n_iter):
+    """hmmlearn's categorical EM from ``start``, ``n_iter`` iterations."""
+    ref = hmm.CategoricalHMM(
+        n_components=start.n_components,
+        n_features=start.n_symbols,
+        n_iter=n_iter,
+        tol=0,
+        params="ste",
+        init_params="",
+        implementation="scaling",
+    )
+    _set_chain(ref, start)
+    ref.emissionprob_ = start.emissionprob_.copy()
+    return ref.fit(X, lengths=lengths)
+
+
 def test_categorical_em_matches_hmmlearn():
     truth = make_categorical_hmm(3, 4, self_transition=0.5, random_state=0)
     X = truth.sample(_N_WINDOWS, _LENGTH, random_state=0)
@@ -34,18 +50,7 @@ def test_categorical_em_matches_hmmlearn():
     model, history = res.model, np.array(res.history) * X.size
     assert len(history) == 6 and model.emissionprob_.min() > 1e-6
 
-    ref = hmm.CategoricalHMM(
-        n_components=3,
-        n_features=4,
-        n_iter=5,
-        tol=0,
-        params="ste",
-        init_params="",
-        implementation="scaling",
-    )
-    _set_chain(ref, start)
-    ref.emissionprob_ = start.emissionprob_.copy()
-    ref.fit(X.reshape(-1, 1), lengths=[_LENGTH] * _N_WINDOWS)
+    ref = _hmmlearn_em(start, X.reshape(-1, 1), [_LENGTH] * _N_WINDOWS, n_iter=5)
     assert ref.monitor_.iter == 5
 
     # same E-steps and M-steps: equal up to rounding (measured <= 6e-16)
@@ -180,18 +185,7 @@ def test_packed_sequences_give_hmmlearns_em_on_the_sequences():
     )
     ll = sum(start.log_likelihood(seq[None])[0] for seq in seqs)
     np.testing.assert_allclose(res.history[0] * sum(lengths), ll, rtol=1e-12)
-    ref = hmm.CategoricalHMM(
-        n_components=3,
-        n_features=5,
-        n_iter=3,
-        tol=0,
-        params="ste",
-        init_params="",
-        implementation="scaling",
-    )
-    _set_chain(ref, start)
-    ref.emissionprob_ = start.emissionprob_.copy()
-    ref.fit(np.concatenate(seqs)[:, None], lengths=lengths)
+    ref = _hmmlearn_em(start, np.concatenate(seqs)[:, None], lengths, n_iter=3)
     np.testing.assert_allclose(res.model.transmat_, ref.transmat_, atol=1e-12)
     np.testing.assert_allclose(res.model.emissionprob_, ref.emissionprob_, atol=1e-12)
     np.testing.assert_allclose(res.model.startprob_, ref.startprob_, atol=1e-12)
