@@ -324,7 +324,7 @@ def test_tensor_polish_loss_and_gradient_are_exact(spelling):
 def test_categorical_pair_task_is_not_identifiable():
     model = make_categorical_hmm(3, 5, random_state=0)
     X = model.sample(3000, 3, random_state=0)
-    with pytest.warns(NonIdentifiabilityWarning, match="6-dimensional null space"):
+    with pytest.warns(NonIdentifiabilityWarning, match="6-dimensional family"):
         est = MaskedCategoricalHMM(3, task="1->2", n_init=2, random_state=0).fit(X)
     assert not est.identifiable_
     # still a valid HMM consistent with the predictor
@@ -550,10 +550,16 @@ def test_n_jobs_and_chunking_give_identical_fits(make, sample):
         np.testing.assert_array_equal(one.statistics_[key], two.statistics_[key])
     np.testing.assert_array_equal(one.transmat_, two.transmat_)
     single = make(chunk_size=10**6).fit(sample)
-    for key in one.statistics_:  # chunked sums equal the one-shot sum to rounding
-        np.testing.assert_allclose(
-            one.statistics_[key], single.statistics_[key], rtol=1e-12
+    chunked = one.statistics_
+    if "offset" in chunked:  # Gaussian sums: moved to the one-shot sum's frame
+        chunked = reframe_gaussian_moments(
+            chunked, single.statistics_["offset"], single.statistics_["scale"]
         )
+    for key in ("counts", "m3", "m_sq", "n"):  # equal to rounding
+        if key in chunked:
+            np.testing.assert_allclose(
+                chunked[key], single.statistics_[key], rtol=1e-10, atol=1e-9
+            )
 
 
 @pytest.mark.parametrize(
@@ -582,10 +588,13 @@ def test_gaussian_fit_is_equivariant_to_the_data_units(task, scale, shift):
         X * scale + shift
     )
     assert moved.extraction_method_ == ref.extraction_method_
-    # the tensor route is exact to rounding; the posterior form's L-BFGS
-    # stops within its tolerance on a flat loss, so rounding moves it by up
-    # to 4e-3 (measured)
-    atol = 1e-6 if task == "1->2*3" else 1e-2
+    # The standardised data agree to rounding (1e-16); the optimisers stop
+    # within their tolerances on flat objectives (ALS at its 500-iteration
+    # cap here), which turns that rounding into end points up to 3e-3 apart
+    # for the tensor route and 4e-3 for the posterior form (measured; the
+    # means' sampling error is 0.25). Before, x1e-6 gave a degenerate
+    # placeholder and x1e3 errors up to 3x worse.
+    atol = 1e-2
     np.testing.assert_allclose((moved.means_ - shift) / scale, ref.means_, atol=atol)
     np.testing.assert_allclose(moved.covars_ / scale**2, ref.covars_, atol=atol)
     np.testing.assert_allclose(moved.transmat_, ref.transmat_, atol=atol)
@@ -618,3 +627,22 @@ def test_quality_check_repairs_a_degenerate_read_out_and_spares_a_useful_one():
     assert not [w for w in caught if "i.i.d." in str(w.message)]
     assert est.train_score_ > est.iid_score_ + 0.1
     assert est.extraction_fit_error_ > 0.25  # used to warn "unreliable"
+
+
+def test_identifiability_check_can_be_skipped_and_is_cheap_at_large_sizes():
+    X = make_categorical_hmm(3, 6, random_state=0).sample(2000, 5, random_state=0)
+    est = MaskedCategoricalHMM(3, check_identifiability=False, random_state=0).fit(X)
+    assert est.identifiable_ is None and "not checked" in est.identifiability_reason_
+    # k=10, d=12 and k=3, d=200 used to crash the diagnostic (a 4.5 GiB
+    # Jacobian, or no well-conditioned random model): now a theory verdict
+    from sk_maskid.identifiability import fit_verdict
+
+    for k, d in ((10, 12), (3, 200)):
+        verdict = fit_verdict("1->2*3", "categorical", k, d)
+        assert verdict.identifiable and verdict.method == "theory"
+    Y = make_categorical_hmm(10, 12, random_state=0).sample(5000, 4, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # thin data for 10 states
+        big = MaskedCategoricalHMM(10, n_features=12, max_iter=50, random_state=0)
+        big.fit(Y)
+    assert big.identifiable_ is True and np.all(np.isfinite(big.transmat_))

@@ -5,13 +5,16 @@ import itertools
 import numpy as np
 import pytest
 
-from sk_maskid import CategoricalHMMModel, GaussianHMMModel
+from sk_maskid import CategoricalHMMModel, GaussianHMMModel, identifiability
 from sk_maskid.identifiability import (
+    cached_null_dimension,
     check_task,
+    fit_verdict,
     local_identifiability,
     stochastic_roots,
 )
 from sk_maskid.landscape import format_landscape, landscape
+from sk_maskid.tasks import parse_task
 
 PAIRWISE_3 = ["1->2", "2->1", "1->3", "3->1", "2->3", "3->2"]
 
@@ -144,3 +147,215 @@ def test_bad_arguments():
         check_task("1->2", emission="poisson", n_components=2, n_features=3)
     with pytest.raises(ValueError, match="malformed task"):
         check_task("1->", n_components=2, n_features=3)
+
+
+# --------------------------------------------------------------------------
+# The fit-time verdict: the theory where it settles the task, a reduced
+# Jacobian elsewhere, bounded at any size and never an exception.
+# --------------------------------------------------------------------------
+SMALL_TASKS = ["1->2", "2->1", "1->3", "1,3->2", "1->2*3", "2->1*3"]
+SMALL_SIZES = [(2, 3), (3, 4), (3, 6), (4, 4)]
+
+
+@pytest.mark.parametrize("task", SMALL_TASKS)
+@pytest.mark.parametrize(
+    "emission, k, d",
+    [("categorical", k, d) for k, d in SMALL_SIZES + [(4, 3), (5, 3)]]
+    + [("gaussian", k, d) for k, d in SMALL_SIZES],
+)
+def test_fit_verdict_agrees_with_the_full_size_jacobian(task, emission, k, d):
+    verdict = fit_verdict(task, emission, k, d)
+    full = local_identifiability(
+        task,
+        emission=emission,
+        n_components=k,
+        n_features=d,
+        random_state=0,
+        max_features=d,
+    )
+    assert full.n_features_used == d
+    assert verdict.identifiable == (full.null_dimension == 0), verdict
+    if verdict.null_dimension is not None:
+        assert verdict.null_dimension == full.null_dimension, verdict
+    # every paper task is settled without a Jacobian; "1,3->2" is not covered
+    analytic = task != "1,3->2" and (emission == "categorical" or k <= d)
+    assert (verdict.method == "theory") == analytic, verdict
+
+
+def test_pair_task_null_dimension_in_closed_form_beyond_k_equal_d():
+    # k > d: every pair table with equal marginals is reached, so the family
+    # gains (k - d)(d - 1) dimensions over k(k - 1)
+    for k, d in [(3, 2), (5, 3), (5, 4)]:
+        verdict = fit_verdict("1->2", "categorical", k, d)
+        assert verdict.null_dimension == k * (k - 1) + (k - d) * (d - 1)
+        assert (
+            local_identifiability(
+                "1->2", n_components=k, n_features=d, random_state=1
+            ).null_dimension
+            == verdict.null_dimension
+        )
+
+
+def test_unequal_gaps_with_more_states_than_symbols_go_to_the_jacobian():
+    # "1->2*4" sees T and T^2: identifiable even with k > d, which the
+    # equal-gap rule ("1->2*3", "1->3*5") would have missed
+    verdict = fit_verdict("1->2*4", "categorical", 4, 3)
+    assert verdict.identifiable and verdict.method == "jacobian"
+    assert fit_verdict("1->3*5", "categorical", 4, 3).identifiable is False
+
+
+@pytest.mark.parametrize("emission", ["categorical", "gaussian"])
+@pytest.mark.parametrize(
+    "task", ["1->2", "1->2*3", "1,3->2", "1->2,3", "1->2*4", "1->2 + 1->3"]
+)
+def test_reduced_jacobian_agrees_with_the_full_size_one(task, emission):
+    for k, d in [(2, 6), (3, 9)]:
+        full = local_identifiability(
+            task,
+            emission=emission,
+            n_components=k,
+            n_features=d,
+            random_state=1,
+            max_features=d,
+        )
+        reduced = local_identifiability(
+            task,
+            emission=emission,
+            n_components=k,
+            n_features=d,
+            random_state=1,
+            max_features=1,  # the smallest the argument allows
+        )
+        assert reduced.n_features_used == (k + 2 if emission == "categorical" else k)
+        assert reduced.n_free_parameters == full.n_free_parameters
+        assert reduced.null_dimension == full.null_dimension, (k, d)
+
+
+def test_projected_wide_targets_keep_the_rank(monkeypatch):
+    cases = [
+        ("1->2*3", "categorical", 3, 8),
+        ("1->2*3", "categorical", 4, 3),  # not identifiable: null 3
+        ("1->2*3*4", "categorical", 3, 6),
+        ("1,2->3*4", "categorical", 3, 6),
+        ("2->1*3", "gaussian", 4, 5),
+    ]
+    expected = [
+        local_identifiability(
+            t,
+            emission=e,
+            n_components=k,
+            n_features=d,
+            random_state=2,
+            max_features=d,
+        ).null_dimension
+        for t, e, k, d in cases
+    ]
+    # keep only k + 1 coordinates per probe, far fewer than the target's
+    monkeypatch.setattr(
+        identifiability, "_projected_dim", lambda dim, k: min(dim, k + 1)
+    )
+    got = [
+        local_identifiability(
+            t,
+            emission=e,
+            n_components=k,
+            n_features=d,
+            random_state=2,
+            max_features=d,
+        ).null_dimension
+        for t, e, k, d in cases
+    ]
+    assert got == expected and expected[1] == 3
+
+
+@pytest.mark.parametrize("emission", ["categorical", "gaussian"])
+@pytest.mark.parametrize("k, d", [(10, 12), (3, 200)])
+def test_check_task_and_fit_verdict_finish_at_ordinary_sizes(emission, k, d):
+    # used to raise (k=10, d=12) or to build a 4.5 GiB Jacobian (k=3, d=100)
+    report = check_task(
+        "1->2*3", emission=emission, n_components=k, n_features=d, random_state=0
+    )
+    assert report.verdict == "identifiable" and report.null_dimension == 0
+    assert report.kruskal.holds
+    pair = check_task(
+        "1->2", emission=emission, n_components=k, n_features=d, random_state=0
+    )
+    if emission == "categorical":
+        assert pair.verdict == "not identifiable"
+        assert pair.null_dimension == k * (k - 1)
+        assert fit_verdict("1->2", emission, k, d).null_dimension == k * (k - 1)
+    else:
+        assert pair.verdict == "identifiable"
+    middle = check_task(
+        "1,3->2", emission=emission, n_components=k, n_features=d, random_state=0
+    )
+    assert middle.verdict == "identifiable"
+    for task in ("1->2*3", "1,3->2"):
+        verdict = fit_verdict(task, emission, k, d)
+        assert verdict.identifiable is True and verdict.null_dimension == 0
+    if d > 12:
+        assert "computed with" in middle.reason
+
+
+def test_fit_verdict_at_twenty_states():
+    # the paper's tasks are free; "1,3->2" runs one reduced Jacobian
+    assert fit_verdict("1->2*3", "categorical", 20, 1000).method == "theory"
+    assert fit_verdict("1->2", "categorical", 20, 1000).null_dimension == 380
+    assert fit_verdict("1->2", "gaussian", 20, 1000).identifiable
+    middle = fit_verdict("1,3->2", "categorical", 20, 1000)
+    assert middle.identifiable and middle.method == "jacobian"
+    assert "22 of 1000" in middle.reason
+    # Gaussian tokens with k = d + 1 (the estimator's largest) are numerical
+    assert fit_verdict("1->2", "gaussian", 20, 19).identifiable
+
+
+def test_fit_verdict_never_raises(monkeypatch):
+    unknown = fit_verdict("1->2", "poisson", 3, 4)
+    assert unknown.identifiable is None and unknown.method == "failed"
+    assert "poisson" in unknown.reason
+    assert fit_verdict("1->", "categorical", 3, 4).identifiable is None
+
+    # a numerical failure is an unknown verdict, with the reason
+    def broken(*args, **kwargs):
+        raise np.linalg.LinAlgError("SVD did not converge")
+
+    monkeypatch.setattr(identifiability, "local_identifiability", broken)
+    identifiability._cached_fit_verdict.cache_clear()
+    try:
+        failed = fit_verdict("1,3->2", "categorical", 3, 5)
+        assert failed.identifiable is None and failed.method == "failed"
+        assert "LinAlgError" in failed.reason
+        # the theory needs no Jacobian
+        assert fit_verdict("1->2*3", "categorical", 3, 5).identifiable
+    finally:
+        identifiability._cached_fit_verdict.cache_clear()
+    # too large for a fit: skipped, not computed
+    skipped = fit_verdict("1->2*3*4", "categorical", 30, 100)
+    assert skipped.identifiable is None and skipped.method == "skipped"
+
+
+def test_fit_verdict_is_cached_and_joint_tasks_use_their_parts():
+    first = fit_verdict("1,3->2", "categorical", 4, 50)
+    assert fit_verdict(parse_task("1,3->2"), "categorical", 4, 50) is first
+    # one identifying task identifies the joint task
+    joint = fit_verdict("1->2 + 1->2*3", "categorical", 3, 5)
+    assert joint.identifiable and joint.method == "theory"
+    assert "'1->2*3' alone" in joint.reason
+    # all pairwise tasks together still leave k(k - 1)/2 (Theorem 4)
+    pairs = fit_verdict(PAIRWISE_3, "categorical", 3, 5)
+    assert pairs.identifiable is False and pairs.null_dimension == 3
+    # the number the estimators read
+    assert cached_null_dimension("1->2", "categorical", 3, 5) == 6
+    assert cached_null_dimension("1->2*3", "categorical", 3, 5) == 0
+
+
+def test_kruskal_rank_of_wide_and_tall_factors():
+    from sk_maskid.identifiability import _krank
+
+    rng = np.random.RandomState(0)
+    assert _krank(rng.rand(1000, 20)) == 20  # full column rank: at once
+    # 20 columns in 19 dimensions: too many subsets to try them all
+    assert _krank(rng.rand(19, 20)) == 19
+    F = rng.rand(6, 4)
+    F[:, 3] = F[:, 0] + F[:, 1]  # a dependent triple
+    assert _krank(F) == 2

@@ -30,7 +30,7 @@ from threadpoolctl import threadpool_limits
 
 from ..exceptions import ExtractionWarning, NonIdentifiabilityWarning
 from ..extraction import PROB_FLOOR, start_distribution
-from ..identifiability import cached_null_dimension
+from ..identifiability import fit_verdict
 from ..refinement import baum_welch
 from ..sequences import (
     SequenceLayout,
@@ -159,6 +159,7 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
         "refine": [StrOptions({"em"}), None],
         "refine_iter": [Interval(Integral, 1, None, closed="left")],
         "refine_tol": [Interval(Real, 0, None, closed="left")],
+        "check_identifiability": ["boolean"],
         "chunk_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -183,6 +184,7 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
         refine,
         refine_iter,
         refine_tol,
+        check_identifiability,
         chunk_size,
         n_jobs,
         random_state,
@@ -198,6 +200,7 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
         self.refine = refine
         self.refine_iter = refine_iter
         self.refine_tol = refine_tol
+        self.check_identifiability = check_identifiability
         self.chunk_size = chunk_size
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -530,7 +533,7 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
                     ConvergenceWarning,
                 )
             )
-        if not identifiable:
+        if identifiable is False:
             pending.append(
                 (
                     f"task {task.spec!r} does not identify a "
@@ -572,21 +575,20 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
             warnings.warn(message, category, stacklevel=depth + 2)
 
     def _identifiability(self, task, n_features, finite_ambiguity):
-        """``(identifiable, reason)`` for this task and model size."""
-        null = cached_null_dimension(
-            task.spec, self._emission, self.n_components, n_features
-        )
-        if null > 0:
-            return False, (
-                f"the predictor's Jacobian has a {null}-dimensional null space, "
-                "a continuum of HMMs gives the same predictor"
-            )
+        """``(identifiable, reason)``: True, False or None (not checked)."""
+        if not self.check_identifiability:
+            return None, "not checked (check_identifiability=False)"
+        verdict = fit_verdict(task.spec, self._emission, self.n_components, n_features)
+        if verdict.identifiable is None:
+            return None, f"not checked: {verdict.reason}"
+        if not verdict.identifiable:
+            return False, verdict.reason
         if finite_ambiguity:
             return False, (
                 "the predictor sees the transition matrix only through a power "
                 "T^g, whose roots are a finite ambiguity"
             )
-        return True, "the predictor's Jacobian has full rank"
+        return True, verdict.reason
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -64,6 +64,10 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
     refine_tol : float, default=1e-7
         The refinement has converged when an accepted step gains less than
         this in training log-likelihood per observed token.
+    check_identifiability : bool, default=True
+        Whether each fit asks :func:`sk_maskid.identifiability.fit_verdict`
+        if the task identifies the model (free for the paper's tasks, one
+        bounded Jacobian otherwise); False skips it (``identifiable_`` None).
     chunk_size : int, default=100_000
         Windows per chunk when accumulating the statistics: bounds memory.
     n_jobs : int, default=None
@@ -96,8 +100,9 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
         Parsed task.
     n_symbols_ : int
         Alphabet size.
-    identifiable_ : bool
-        Whether the task's predictor determines the HMM (numerical check).
+    identifiable_ : bool or None
+        Whether the task's predictor determines the HMM (the paper's
+        verdict, or a numerical check); None when not checked.
     identifiability_reason_ : str
         Why.
     extraction_method_ : {"cp", "predictor matching"}
@@ -175,6 +180,7 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
         refine=None,
         refine_iter=1000,
         refine_tol=1e-7,
+        check_identifiability=True,
         chunk_size=100_000,
         n_jobs=None,
         random_state=None,
@@ -189,6 +195,7 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
             refine=refine,
             refine_iter=refine_iter,
             refine_tol=refine_tol,
+            check_identifiability=check_identifiability,
             chunk_size=chunk_size,
             n_jobs=n_jobs,
             random_state=random_state,

@@ -77,6 +77,10 @@ class MaskedGaussianHMM(_BaseMaskedHMM):
     refine_tol : float, default=1e-7
         The refinement has converged when an accepted step gains less than
         this in training log-likelihood per observed token.
+    check_identifiability : bool, default=True
+        Whether each fit asks :func:`sk_maskid.identifiability.fit_verdict`
+        if the task identifies the model (free for the paper's tasks, one
+        bounded Jacobian otherwise); False skips it (``identifiable_`` None).
     chunk_size : int, default=100_000
         Windows per chunk when accumulating the statistics: bounds memory.
     n_jobs : int, default=None
@@ -148,6 +152,7 @@ converged_, refine_history_, train_score_, iid_score_ :
         refine=None,
         refine_iter=1000,
         refine_tol=1e-7,
+        check_identifiability=True,
         chunk_size=100_000,
         n_jobs=None,
         random_state=None,
@@ -162,6 +167,7 @@ converged_, refine_history_, train_score_, iid_score_ :
             refine=refine,
             refine_iter=refine_iter,
             refine_tol=refine_tol,
+            check_identifiability=check_identifiability,
             chunk_size=chunk_size,
             n_jobs=n_jobs,
             random_state=random_state,
