@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from sk_maskid import CategoricalHMMModel, GaussianHMMModel, identifiability
+from sk_maskid import CategoricalHMMModel, GaussianHMMModel, _jacobian, identifiability
 from sk_maskid.identifiability import (
     cached_null_dimension,
     check_task,
@@ -251,9 +251,7 @@ def test_projected_wide_targets_keep_the_rank(monkeypatch):
         for t, e, k, d in cases
     ]
     # keep only k + 1 coordinates per probe, far fewer than the target's
-    monkeypatch.setattr(
-        identifiability, "_projected_dim", lambda dim, k: min(dim, k + 1)
-    )
+    monkeypatch.setattr(_jacobian, "_projected_dim", lambda dim, k: min(dim, k + 1))
     got = [
         local_identifiability(
             t,
