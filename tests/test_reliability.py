@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from sk_maskid import (
@@ -493,13 +494,18 @@ def test_recovery_error_ignores_state_order(seed, data):
 @given(seed=st.integers(0, 10_000), cuts=st.lists(st.integers(1, 399), max_size=3))
 def test_partial_fit_equals_fit_in_any_chunking(seed, cuts):
     # every partial_fit re-extracts, so few chunks keep this fast; chunks of
-    # a single window are allowed
+    # a single window are allowed. The reference is one partial_fit on all
+    # of X: fit equals it too, except when fit repairs a read-out that fails
+    # the quality check by EM, which needs the data (seed 196 here).
     X = make_categorical_hmm(2, 4, random_state=seed).sample(400, 4, random_state=seed)
     full = MaskedCategoricalHMM(2, n_features=4, n_init=1, random_state=0)
     parts = MaskedCategoricalHMM(2, n_features=4, n_init=1, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ExtractionWarning)
-        full.fit(X)
+        full.partial_fit(X)
+        fitted = clone(full).fit(X)
+        if fitted.n_iter_ == 0:  # no repair: fit is the same extraction
+            np.testing.assert_array_equal(fitted.transmat_, full.transmat_)
         for chunk in np.split(X, sorted(set(cuts))):
             if len(chunk):
                 parts.partial_fit(chunk)

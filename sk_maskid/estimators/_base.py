@@ -286,8 +286,9 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
 
         Statistics are sums over sub-windows, so any chunking of the data
         gives the same statistics, and the same extraction, as one
-        :meth:`fit` on the concatenated chunks (``refine="em"`` runs in
-        :meth:`fit` only).
+        :meth:`fit` on the concatenated chunks (EM runs in :meth:`fit` only:
+        ``refine="em"``, or the repair of a read-out that fails the quality
+        check, which is then only reported).
 
         Parameters
         ----------
