@@ -113,7 +113,8 @@ def expected_failed_checks(estimator):
     )
     if getattr(estimator, "refine", "em") is None:
         checks["check_transformer_n_iter"] = (
-            "n_iter_ counts the EM refinement's E-steps, 0 without refine; "
+            "n_iter_ counts the EM refinement's E-steps: 0 without refine "
+            "unless the quality check repairs the fit by EM (then this passes); "
             "the extraction's iterations are extraction_n_iter_"
         )
     task = getattr(estimator, "task", None)  # HMMLearnBaseline has none
