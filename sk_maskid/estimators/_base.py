@@ -492,30 +492,9 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
                 )
                 refine = refinable
         if refine:
-            X, layout = data
-            refined = baum_welch(
-                result.model,
-                X,
-                lengths=layout.lengths,
-                n_iter=self.refine_iter,
-                tol=self.refine_tol,
-                n_jobs=self.n_jobs,
-                verbose=self.verbose,
-                **self._refine_options(),
-            )
-            attrs.update(_model_attributes(refined.model))
-            attrs["n_iter_"] = refined.n_iter
-            attrs["converged_"] = refined.converged
-            attrs["refine_history_"] = refined.history
-            if not refined.converged:
-                pending.append(
-                    (
-                        f"EM refinement stopped at refine_iter={self.refine_iter} "
-                        "E-steps before the gain per token fell below "
-                        f"refine_tol={self.refine_tol:g}; raise refine_iter",
-                        ConvergenceWarning,
-                    )
-                )
+            refined_attrs, refine_pending = self._refine(result.model, data)
+            attrs.update(refined_attrs)
+            pending += refine_pending
         if data is not None:
             attrs["train_score_"] = attrs["model_"].score(sample)
         attrs.update(state)
@@ -524,6 +503,37 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
         for name, value in attrs.items():
             setattr(self, name, value)
         return self._pending_warnings(result, task, identifiable, reason) + pending
+
+    def _refine(self, model, data):
+        """EM from the extracted model: the attributes to update, and warnings."""
+        X, layout = data
+        refined = baum_welch(
+            model,
+            X,
+            lengths=layout.lengths,
+            n_iter=self.refine_iter,
+            tol=self.refine_tol,
+            n_jobs=self.n_jobs,
+            verbose=self.verbose,
+            **self._refine_options(),
+        )
+        attrs = {
+            **_model_attributes(refined.model),
+            "n_iter_": refined.n_iter,
+            "converged_": refined.converged,
+            "refine_history_": refined.history,
+        }
+        pending = []
+        if not refined.converged:
+            pending.append(
+                (
+                    f"EM refinement stopped at refine_iter={self.refine_iter} "
+                    "E-steps before the gain per token fell below "
+                    f"refine_tol={self.refine_tol:g}; raise refine_iter",
+                    ConvergenceWarning,
+                )
+            )
+        return attrs, pending
 
     def _pending_warnings(self, result, task, identifiable, reason):
         pending = [(message, ExtractionWarning) for message in result.messages]
