@@ -128,14 +128,20 @@ def match_categorical_predictor(
         tol=tol,
         gtol=1e-9,
     )
-    startprob, transmat, emission = (a[0].real for a in _unpack(best.x[None], k, d))
+    return _categorical_result(best, k, d)
+
+
+def _categorical_result(res, k, d):
+    """The HMM of a categorical L-BFGS result (row-softmax logits) and its record."""
+    transmat = softmax_rows(res.x[: k * k].reshape(k, k))
+    emission = softmax_rows(res.x[k * k :].reshape(k, d))
     return {
-        "startprob": startprob,
+        "startprob": stationary(transmat),
         "transmat": transmat,
         "emissionprob": emission,
-        "loss": float(best.fun),
-        "n_iter": int(best.nit),
-        "converged": bool(best.status != 1),  # 1: stopped at maxiter
+        "loss": float(res.fun),
+        "n_iter": int(res.nit),
+        "converged": bool(res.status != 1),  # 1: stopped at maxiter
     }
 
 
@@ -250,16 +256,7 @@ def polish_tensor_readout(
         tol=tol,
         gtol=1e-9,
     )
-    transmat = softmax_rows(res.x[: k * k].reshape(k, k))
-    emission = softmax_rows(res.x[k * k :].reshape(k, d))
-    return {
-        "startprob": stationary(transmat),
-        "transmat": transmat,
-        "emissionprob": emission,
-        "loss": float(res.fun),
-        "n_iter": int(res.nit),
-        "converged": bool(res.status != 1),  # 1: stopped at maxiter
-    }
+    return _categorical_result(res, k, d)
 
 
 def _matrix_power_grad(A, g, dP):

@@ -122,6 +122,12 @@ def gaussian_moments(X, positions):
     }
 
 
+def observed_tokens(X):
+    """The real tokens of ``(..., n_features)`` that are not masked (all-NaN)."""
+    tokens = X.reshape(-1, X.shape[-1])
+    return tokens[~np.isnan(tokens[:, 0])]
+
+
 def token_frame(X):
     """``(offset, scale)`` that centre and scale real tokens: the data's frame.
 
@@ -130,8 +136,7 @@ def token_frame(X):
     constant or empty input gets the scale 1. Taking the maximum first keeps
     the squares finite for data near the float range (x1e200).
     """
-    tokens = X.reshape(-1, X.shape[-1])
-    tokens = tokens[~np.isnan(tokens[:, 0])]
+    tokens = observed_tokens(X)
     if not len(tokens):
         return np.zeros(X.shape[-1]), 1.0
     offset = tokens.mean(axis=0)

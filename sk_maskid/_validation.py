@@ -53,7 +53,7 @@ def check_stochastic(array, name, shape=None):
     return arr
 
 
-def check_sequence_array(estimator, X, *, reset, min_rows, **check_params):
+def _check_sequence_array(estimator, X, *, reset, min_rows, **check_params):
     """scikit-learn's validation of a padded array; its length is free after fit.
 
     ``fit`` (``reset=True``) records ``n_features_in_``, the padded length it
@@ -66,6 +66,32 @@ def check_sequence_array(estimator, X, *, reset, min_rows, **check_params):
         )
     _check_feature_names(estimator, X, reset=False)
     return check_array(X, ensure_min_samples=min_rows, **check_params)
+
+
+def check_token_array(estimator, X, *, categorical, reset, min_rows, n_features=None):
+    """Padded sequences of an estimator's token type, validated.
+
+    scikit-learn's checks (feature names, dtype, minimum rows), then the token
+    checks of :func:`check_categorical_sequences` (``-1`` masked; symbols are
+    range-checked by the caller, whose alphabet may still be inferred) or
+    :func:`check_gaussian_sequences` (all-NaN tokens masked, dimension
+    ``n_features`` when given).
+    """
+    if categorical:
+        X = _check_sequence_array(
+            estimator, X, reset=reset, min_rows=min_rows, dtype=None
+        )
+        return check_categorical_sequences(X)
+    X = _check_sequence_array(
+        estimator,
+        X,
+        reset=reset,
+        min_rows=min_rows,
+        dtype="numeric",
+        allow_nd=True,
+        ensure_all_finite="allow-nan",  # an all-NaN token is masked
+    )
+    return check_gaussian_sequences(X, n_features)
 
 
 def check_positive_int(value, name):
@@ -208,7 +234,7 @@ def check_gaussian_sequences(X, n_features=None, *, allow_masked=True, name="X")
 
 
 __all__ = [
-    "check_sequence_array",
+    "check_token_array",
     "check_stochastic",
     "check_positive_int",
     "check_categorical_sequences",

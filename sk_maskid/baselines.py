@@ -17,17 +17,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
-from ._validation import (
-    check_categorical_sequences,
-    check_gaussian_sequences,
-    check_sequence_array,
-)
+from ._validation import check_token_array
 from .models import CategoricalHMMModel, GaussianHMMModel
 from .sequences import (
     SequenceLayout,
     as_padded,
     check_y_is_not_lengths,
-    observed_lengths,
 )
 
 __all__ = ["HMMLearnBaseline"]
@@ -130,31 +125,20 @@ class HMMLearnBaseline(BaseEstimator):
         check_y_is_not_lengths(X, y, lengths)
         categorical = self.emission == "categorical"
         X, layout = as_padded(X, lengths, categorical=categorical)
-        min_rows = 2 if reset and layout is None else 1
-        if categorical:
-            X = check_sequence_array(
-                self, X, reset=reset, min_rows=min_rows, dtype=None
+        X = check_token_array(
+            self,
+            X,
+            categorical=categorical,
+            reset=reset,
+            min_rows=2 if reset and layout is None else 1,
+            n_features=None if reset or categorical else self.means_.shape[1],
+        )
+        if categorical and not reset and X.max() >= self.n_symbols_:
+            raise ValueError(
+                f"X has symbol {X.max()} out of range: expected symbols "
+                f"0..{self.n_symbols_ - 1}"
             )
-            X = check_categorical_sequences(X)
-            if not reset and X.max() >= self.n_symbols_:
-                raise ValueError(
-                    f"X has symbol {X.max()} out of range: expected symbols "
-                    f"0..{self.n_symbols_ - 1}"
-                )
-        else:
-            X = check_sequence_array(
-                self,
-                X,
-                reset=reset,
-                min_rows=min_rows,
-                dtype="numeric",
-                allow_nd=True,
-                ensure_all_finite="allow-nan",
-            )
-            X = check_gaussian_sequences(X, None if reset else self.means_.shape[1])
-        if layout is None:
-            layout = SequenceLayout("array", observed_lengths(X))
-        return X, layout
+        return X, layout or SequenceLayout.for_array(X)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None, lengths=None):

@@ -698,18 +698,3 @@ def check_task(
         reason=reason,
         theory=_theory(tasks, emission, k, d),
     )
-
-
-@lru_cache(maxsize=128)
-def cached_null_dimension(spec, emission, k, d):
-    """Null dimension of a task, for estimators: :func:`fit_verdict`'s.
-
-    Kept for callers that want a number: 0 when the verdict is
-    "identifiable" or unknown (the check could not run), and at least 1
-    when it is "not identifiable". Prefer :func:`fit_verdict`, which says
-    which.
-    """
-    verdict = fit_verdict(spec, emission, k, d)
-    if verdict.identifiable is False:
-        return verdict.null_dimension or 1
-    return 0

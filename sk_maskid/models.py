@@ -27,6 +27,7 @@ from ._validation import (
     check_positive_int,
     check_stochastic,
 )
+from .sequences import observed_lengths
 from .tasks import parse_task
 
 __all__ = ["CategoricalHMMModel", "GaussianHMMModel", "GaussianPredictive"]
@@ -194,14 +195,9 @@ class _BaseHMMModel:
             The best path, -1 past each sequence's end.
         """
         X = self._check_X(X)
-        masked = self._masked(X)
         if lengths is None:
-            observed = ~masked
-            lengths = np.where(
-                observed.any(axis=1),
-                X.shape[1] - np.argmax(observed[:, ::-1], axis=1),
-                X.shape[1],
-            )
+            lengths = observed_lengths(X)
+            lengths[lengths == 0] = X.shape[1]  # an all-masked row: all of it
         B, log_shift = self._emission_likelihood(X)
         with np.errstate(divide="ignore"):
             log_B = np.log(B) + log_shift[..., None]

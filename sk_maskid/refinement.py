@@ -32,6 +32,7 @@ from joblib import Parallel, delayed
 
 from ._hmm import backward, forward
 from .models import CategoricalHMMModel, GaussianHMMModel
+from .sequences import mask_value
 
 __all__ = ["Refinement", "baum_welch"]
 
@@ -96,8 +97,9 @@ def _pack(X, lengths):
                 fill = np.append(fill, 0)
             where[i], offset[i] = lane, fill[lane]
             fill[lane] += lengths[i]
-        pad = np.nan if X.dtype.kind == "f" else -1
-        lanes = np.full((len(fill), capacity) + X.shape[2:], pad, dtype=X.dtype)
+        lanes = np.full(
+            (len(fill), capacity) + X.shape[2:], mask_value(X), dtype=X.dtype
+        )
         starts = np.zeros((len(fill), capacity), dtype=bool)
         inside = np.zeros((len(fill), capacity), dtype=bool)
         for i in np.flatnonzero(where >= 0):

@@ -150,6 +150,11 @@ def _masked(X):
     return X < 0
 
 
+def mask_value(X):
+    """The masked token of ``X``'s type: NaN for real tokens, -1 for symbols."""
+    return np.nan if X.dtype.kind == "f" else -1
+
+
 def observed_lengths(X):
     """Index after the last observed token of each row (trailing masks = padding)."""
     observed = ~_masked(X)
@@ -171,6 +176,11 @@ class SequenceLayout:
     def __init__(self, form, lengths):
         self.form = form
         self.lengths = np.asarray(lengths, dtype=np.intp)
+
+    @classmethod
+    def for_array(cls, X):
+        """The layout of a validated padded array: trailing masks are padding."""
+        return cls("array", observed_lengths(X))
 
     def restore(self, per_token, fill):
         """Per-token results ``(n, T, ...)`` in the input's form.

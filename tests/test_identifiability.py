@@ -7,7 +7,6 @@ import pytest
 
 from sk_maskid import CategoricalHMMModel, GaussianHMMModel, _jacobian, identifiability
 from sk_maskid.identifiability import (
-    cached_null_dimension,
     check_task,
     fit_verdict,
     local_identifiability,
@@ -342,9 +341,9 @@ def test_fit_verdict_is_cached_and_joint_tasks_use_their_parts():
     # all pairwise tasks together still leave k(k - 1)/2 (Theorem 4)
     pairs = fit_verdict(PAIRWISE_3, "categorical", 3, 5)
     assert pairs.identifiable is False and pairs.null_dimension == 3
-    # the number the estimators read
-    assert cached_null_dimension("1->2", "categorical", 3, 5) == 6
-    assert cached_null_dimension("1->2*3", "categorical", 3, 5) == 0
+    # the numbers the estimators read
+    assert fit_verdict("1->2", "categorical", 3, 5).null_dimension == 6
+    assert fit_verdict("1->2*3", "categorical", 3, 5).null_dimension == 0
 
 
 def test_kruskal_rank_of_wide_and_tall_factors():

@@ -32,12 +32,6 @@ from ..exceptions import ExtractionWarning, NonIdentifiabilityWarning
 from ..extraction import PROB_FLOOR, start_distribution
 from ..identifiability import fit_verdict
 from ..refinement import baum_welch
-from ..sequences import (
-    SequenceLayout,
-    as_padded,
-    check_y_is_not_lengths,
-    observed_lengths,
-)
 from ..tasks import MaskedTask, parse_task
 from ._inference import _InferenceMixin
 
@@ -50,25 +44,11 @@ _SAMPLE_TOKENS = 200_000
 _SAMPLE_LENGTH = 2_000
 
 
-def _quality_sample(X, layout):
+def _quality_sample(X):
     """The first rows of the data, cut short: a cheap stand-in for all of it."""
     width = min(X.shape[1], _SAMPLE_LENGTH)
     rows = max(1, -(-_SAMPLE_TOKENS // width))
     return X[:rows, :width]
-
-
-# EM stops when the mean log-likelihood per token gains less than this
-# (0.01 nats in total on 1e6 tokens).
-_REFINE_TOL = 1e-8
-
-
-def check_span(X, task):
-    """Raise if the windows are shorter than the task's span."""
-    if X.shape[1] < task.span:
-        raise ValueError(
-            f"windows have n_features={X.shape[1]} tokens but task {task.spec!r} "
-            f"needs windows of at least {task.span} tokens"
-        )
 
 
 # scikit-learn's checks that build sequences of exactly 2 tokens.
@@ -326,24 +306,15 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _validate_fit(self, X, y, lengths, *, reset, task, min_rows):
         """Padded sequences, their layout and the data-dependent state."""
-        X, layout = self._as_padded(X, y, lengths)
-        X, state = self._check_windows(X, reset=reset, task=task, min_windows=min_rows)
-        if layout is None:
-            layout = SequenceLayout("array", observed_lengths(X))
+        X, layout, state = self._validated(
+            X, y, lengths, reset=reset, task=task, min_rows=min_rows
+        )
         if X.shape[1] < task.span:
             raise ValueError(
                 f"X has n_features={X.shape[1]} tokens per sequence but task "
                 f"{task.spec!r} needs sequences of at least {task.span} tokens"
             )
         return X, layout, state
-
-    def _as_padded(self, X, y=None, lengths=None):
-        """Any input form as one padded array; the layout to answer in."""
-        check_y_is_not_lengths(X, y, lengths)
-        padded, layout = as_padded(
-            X, lengths, categorical=self._emission == "categorical"
-        )
-        return padded, layout
 
     @staticmethod
     def _short_sequence_warnings(layout, task):
@@ -479,9 +450,12 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
         refine = self.refine == "em" and refinable
         attrs["train_score_"] = attrs["iid_score_"] = np.nan
         if data is not None:
-            sample = _quality_sample(*data)
+            sample = _quality_sample(data[0])
             attrs["iid_score_"] = self._iid_score(sample)
-            problems = self._quality_problems(result.model, sample, attrs["iid_score_"])
+            attrs["train_score_"] = result.model.score(sample)
+            problems = self._quality_problems(
+                result.model, sample, attrs["train_score_"], attrs["iid_score_"]
+            )
             if problems:
                 repair = "; refined by EM" if refinable and not refine else ""
                 pending.append(
@@ -495,7 +469,6 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
             refined_attrs, refine_pending = self._refine(result.model, data)
             attrs.update(refined_attrs)
             pending += refine_pending
-        if data is not None:
             attrs["train_score_"] = attrs["model_"].score(sample)
         attrs.update(state)
         attrs["statistics_"] = self._persistent_statistics(stats)
@@ -557,14 +530,15 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
             )
         return pending
 
-    def _quality_problems(self, model, sample, iid_score):
+    def _quality_problems(self, model, sample, score, iid_score):
         """What makes an extracted HMM worse than useless, in words.
 
-        A fit to data that are not an HMM can leave a large CP residual and
-        still beat the i.i.d. model: that is a useful fit, not a problem.
+        ``score`` and ``iid_score`` are the model's and the i.i.d. model's
+        log-likelihood per token on ``sample``. A fit to data that are not an
+        HMM can leave a large CP residual and still beat the i.i.d. model:
+        that is a useful fit, not a problem.
         """
         problems = []
-        score = model.score(sample)
         if not score >= iid_score - _IID_MARGIN:
             problems.append(
                 f"scores {score:.4g} per token on the training data, below the "

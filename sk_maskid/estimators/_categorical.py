@@ -10,7 +10,7 @@ from sklearn.utils._param_validation import Interval
 from sklearn.utils.validation import check_is_fitted
 
 from .._statistics import categorical_counts
-from .._validation import check_categorical_sequences, check_sequence_array
+from .._validation import check_token_array
 from ..extraction import extract_categorical, tensor_route
 from ._base import _BaseMaskedHMM
 
@@ -204,10 +204,10 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
         self.n_features = n_features
 
     def _check_windows(self, X, reset, task, min_windows=1):
-        # fit needs two windows at least; a partial_fit chunk may hold one
-        X = check_sequence_array(self, X, reset=reset, min_rows=min_windows, dtype=None)
         # Floats are accepted only when they hold whole numbers; -1 is masked.
-        X = check_categorical_sequences(X)
+        X = check_token_array(
+            self, X, categorical=True, reset=reset, min_rows=min_windows
+        )
         if reset:
             if self.n_features is None and X.max() < 0:
                 raise ValueError("X has no observed symbol: every token is masked")

@@ -12,11 +12,12 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._statistics import (
     framed_gaussian_moments,
+    observed_tokens,
     reframe_gaussian_moments,
     sub_window_offsets,
     token_frame,
 )
-from .._validation import check_gaussian_sequences, check_sequence_array
+from .._validation import check_token_array
 from ..extraction import extract_gaussian, tensor_route
 from ..models import GaussianHMMModel
 from ..tasks import parse_task
@@ -201,16 +202,14 @@ converged_, refine_history_, train_score_, iid_score_ :
         return form
 
     def _check_windows(self, X, reset, task, min_windows=1):
-        X = check_sequence_array(
+        X = check_token_array(
             self,
             X,
+            categorical=False,
             reset=reset,
             min_rows=min_windows,
-            dtype="numeric",
-            allow_nd=True,
-            ensure_all_finite="allow-nan",  # an all-NaN token is masked
+            n_features=None if reset else self.n_token_features_,
         )
-        X = check_gaussian_sequences(X, None if reset else self.n_token_features_)
         if reset:
             form = self._resolve_predictor(task)
             d = X.shape[2]
@@ -259,8 +258,7 @@ converged_, refine_history_, train_score_, iid_score_ :
         }
 
     def _start_statistics(self, X, state):
-        first = X[:, 0]
-        return first[~np.isnan(first[:, 0])]
+        return observed_tokens(X[:, :1])
 
     def _merge(self, old, new):
         if "m3" in old and "m3" in new:
@@ -275,19 +273,14 @@ converged_, refine_history_, train_score_, iid_score_ :
             return np.concatenate([old, new])
         return super()._combine(key, old, new)
 
-    @staticmethod
-    def _observed_tokens(X):
-        tokens = X.reshape(-1, X.shape[-1])
-        return tokens[~np.isnan(tokens[:, 0])]
-
     def _iid_score(self, X):
         """Log-likelihood per token of one diagonal Gaussian (1 state)."""
-        spread = self._observed_tokens(X).var(axis=0)
+        spread = observed_tokens(X).var(axis=0)
         var = np.maximum(spread, self.min_covar)
         return float(-0.5 * np.sum(np.log(2 * np.pi * var) + spread / var))
 
     def _degenerate_parameters(self, model, X):
-        spread = self._observed_tokens(X).var(axis=0)
+        spread = observed_tokens(X).var(axis=0)
         variances = np.diagonal(model._full_covars(), axis1=1, axis2=2)
         problems = []
         # a state squeezed onto the floor while the data vary far more

@@ -16,7 +16,12 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._hmm import smooth
-from ..sequences import SequenceLayout, observed_lengths
+from ..sequences import (
+    SequenceLayout,
+    as_padded,
+    check_y_is_not_lengths,
+    mask_value,
+)
 
 _DECODERS = ("viterbi", "map")
 
@@ -28,13 +33,25 @@ class _InferenceMixin(TransformerMixin):
     ``transform`` defined here.
     """
 
+    def _validated(self, X, y, lengths, *, reset, task, min_rows):
+        """Any input form as validated padded sequences: ``(X, layout, state)``.
+
+        The one path of ``fit``, ``partial_fit`` and every inference method:
+        the positional-``y`` check, the padding, the token type's validation
+        (and, with ``reset``, the data-dependent state), the layout to
+        answer in.
+        """
+        check_y_is_not_lengths(X, y, lengths)
+        X, layout = as_padded(X, lengths, categorical=self._emission == "categorical")
+        X, state = self._check_windows(X, reset=reset, task=task, min_windows=min_rows)
+        return X, layout or SequenceLayout.for_array(X), state
+
     def _check_sequences(self, X, lengths=None):
         """Validated padded sequences of any length, and their layout."""
         check_is_fitted(self, "statistics_")
-        X, layout = self._as_padded(X, None, lengths)
-        X, _ = self._check_windows(X, reset=False, task=self.task_)
-        if layout is None:
-            layout = SequenceLayout("array", observed_lengths(X))
+        X, layout, _ = self._validated(
+            X, None, lengths, reset=False, task=self.task_, min_rows=1
+        )
         return X, layout
 
     def _task_rows(self, X):
@@ -43,8 +60,7 @@ class _InferenceMixin(TransformerMixin):
         if X.shape[1] >= span:
             return X
         pad = [(0, 0), (0, span - X.shape[1])] + [(0, 0)] * (X.ndim - 2)
-        fill = np.nan if X.dtype.kind == "f" else -1
-        return np.pad(X, pad, constant_values=fill)
+        return np.pad(X, pad, constant_values=mask_value(X))
 
     def transform(self, X, lengths=None):
         """Posterior over hidden states at the task's first target position.
