@@ -93,7 +93,16 @@ def _condition(factors):
     return float(min(np.linalg.svd(f, compute_uv=False)[-1] for f in normalised))
 
 
-def cp_decompose(tensor, rank, *, n_init=5, max_iter=500, tol=1e-12, random_state=None):
+def cp_decompose(
+    tensor,
+    rank,
+    *,
+    n_init=5,
+    max_iter=500,
+    tol=1e-12,
+    good_enough=0.0,
+    random_state=None,
+):
     """Rank-``rank`` CP decomposition of a 3-way tensor, best of ``n_init``.
 
     Each start is a Jennrich step on random slice combinations (random
@@ -111,6 +120,10 @@ def cp_decompose(tensor, rank, *, n_init=5, max_iter=500, tol=1e-12, random_stat
         ALS iterations per start.
     tol : float, default=1e-12
         ALS stopping tolerance on the change of reconstruction error.
+    good_enough : float, default=0.0
+        Relative reconstruction error at or below which no further start is
+        tried (e.g. the sampling noise of an empirical tensor: no start can
+        fit the signal better than that).
     random_state : int, RandomState instance or None, default=None
 
     Returns
@@ -158,6 +171,8 @@ def cp_decompose(tensor, rank, *, n_init=5, max_iter=500, tol=1e-12, random_stat
                 [np.asarray(f) for f in factors],
                 errors.n_iter,
             )
+        if best[0] <= good_enough:
+            break
     if best is None:
         raise ValueError(
             f"the rank-{rank} CP decomposition failed from all {n_init} starts "

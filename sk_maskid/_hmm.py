@@ -28,7 +28,7 @@ def _vecmat(a, M):
     return a @ M if M.ndim == 2 else np.einsum("nk,nkm->nm", a, M)
 
 
-def forward(startprob, transmat, B, starts=None):
+def forward(startprob, transmat, B, starts=None, initial=None):
     """Scaled forward pass.
 
     Returns ``alpha`` (each row sums to 1) and the scaling factors ``c`` with
@@ -37,44 +37,103 @@ def forward(startprob, transmat, B, starts=None):
     ``(n, k)`` and ``transmat`` ``(k, k)`` or ``(n, k, k)``. ``starts``
     (boolean ``(n, length)``) marks where a new sequence begins inside a row
     (several sequences packed in one lane): the chain restarts there from
-    ``startprob``.
+    ``startprob``. ``initial`` (``(n, k)``), if given, replaces
+    ``startprob`` at each row's first position only: the predictive
+    distribution of a row that continues a sequence cut before it.
     """
     n, length, k = B.shape
     dtype = np.result_type(startprob, transmat, B)
     alpha = np.empty((n, length, k), dtype=dtype)
     c = np.empty((n, length), dtype=dtype)
-    a = startprob * B[:, 0]
+    restarts = _restarts(starts, length)
+    a = (startprob if initial is None else initial) * B[:, 0]
     for t in range(length):
         if t:
             a = _vecmat(alpha[:, t - 1], transmat)
-            if starts is not None:
-                a = np.where(starts[:, t, None], startprob, a)
-            a = a * B[:, t]
-        c[:, t] = a.sum(axis=1)
+            if restarts[t]:  # few rows begin a sequence here: assign, not where
+                begin = starts[:, t]
+                a[begin] = startprob if startprob.ndim == 1 else startprob[begin]
+            a *= B[:, t]
+        total = a.sum(axis=1)
+        c[:, t] = total
         # An impossible observation gives c = 0 (log-likelihood -inf); keep
         # the recursion finite instead of spreading NaN.
-        safe = np.where(c[:, t] == 0, 1.0, c[:, t])
-        alpha[:, t] = a / safe[:, None]
+        np.divide(a, np.where(total == 0, 1.0, total)[:, None], out=alpha[:, t])
     return alpha, c
 
 
-def backward(transmat, B, c, starts=None):
+def backward(transmat, B, c, starts=None, last=None):
     """Scaled backward pass matching :func:`forward`'s scaling.
 
     With ``starts``, a token followed by a sequence start ends its sequence:
-    its ``beta`` is 1.
+    its ``beta`` is 1. ``last`` (``(n, k)``), if given, is each row's
+    ``beta`` at its last position (a sequence cut after it), 1 otherwise.
     """
     n, length, k = B.shape
     beta = np.empty((n, length, k), dtype=np.result_type(c, transmat, B))
-    beta[:, -1] = 1.0
+    beta[:, -1] = 1.0 if last is None else last
     transposed = np.swapaxes(transmat, -1, -2)
+    scaled = B / np.where(c == 0, 1.0, c)[..., None]
+    restarts = _restarts(starts, length)
     for t in range(length - 2, -1, -1):
-        beta[:, t] = (
-            _vecmat(B[:, t + 1] * beta[:, t + 1], transposed) / c[:, t + 1, None]
-        )
-        if starts is not None:
+        beta[:, t] = _vecmat(scaled[:, t + 1] * beta[:, t + 1], transposed)
+        if restarts[t + 1]:
             beta[starts[:, t + 1], t] = 1.0
     return beta
+
+
+def _restarts(starts, length):
+    """Positions where some row begins a sequence (the rest skip the test)."""
+    if starts is None:
+        return np.zeros(length, dtype=bool)
+    return starts.any(axis=0)
+
+
+def transfer(startprob, transmat, B, starts=None):
+    """Each row's forward map from the state before it to its last state.
+
+    Returns ``F`` (``(n, k, k)``, rows summing to 1) and ``log_g``
+    (``(n, k)``) with ``P(x_row, h_last = j | h_before = i) = exp(log_g[n,
+    i]) F[n, i, j]``: the forward pass run from each of the ``k`` states at
+    once. A sequence start inside the row (``starts``) restarts every one of
+    them from ``startprob``. Rows cut from one long sequence chain through
+    these ``k x k`` maps, which is what lets :func:`forward` and
+    :func:`backward` run on short rows instead of looping over the whole
+    sequence.
+    """
+    n, length, k = B.shape
+    first = (
+        transmat
+        if starts is None
+        else np.where(starts[:, 0, None, None], startprob, transmat)
+    )
+    a = first * B[:, 0, None, :]
+    log_g = np.zeros((n, k))
+    restarts = _restarts(starts, length)
+    for t in range(1, length):
+        # one BLAS product for the k starting states of every row
+        a = (a.reshape(n * k, k) @ transmat).reshape(n, k, k)
+        if restarts[t]:  # keep the mass of the stretch since the rescale
+            begin = starts[:, t]
+            a[begin] = startprob * a[begin].sum(axis=2, keepdims=True)
+        a *= B[:, t, None, :]
+        if t % _RESCALE_EVERY == 0:
+            a = _rescale(a, log_g)
+    return _rescale(a, log_g), log_g
+
+
+# Steps between rescalings of the transfer maps: emission likelihoods are at
+# least the probability floor (1e-6 and up), so 8 unscaled steps stay far
+# above the smallest double.
+_RESCALE_EVERY = 8
+
+
+def _rescale(a, log_g):
+    """Rows of ``a`` normalised to sum 1, their log-sums added to ``log_g``."""
+    total = a.sum(axis=2)
+    with np.errstate(divide="ignore"):
+        log_g += np.log(total)
+    return a / np.where(total == 0, 1.0, total)[..., None]
 
 
 def smooth(startprob, transmat, B):

@@ -83,6 +83,22 @@ PROB_FLOOR = 1e-6
 # error past 0.01).
 _ALS_TOL = 1e-7
 
+# Further CP starts are skipped once one fits the empirical joint table to
+# within this many times its sampling noise (misspecified data, whose misfit
+# dwarfs the noise, still get every start).
+_NOISE_MARGIN = 1.5
+
+
+def _relative_noise(joint, n):
+    """Expected ``||p_hat - p|| / ||p||`` of a table of ``n`` counts.
+
+    Multinomial sampling: ``E ||p_hat - p||^2 = (1 - sum p^2) / n``
+    (overlapping windows are dependent; this is the order of magnitude).
+    """
+    power = float(np.sum(joint**2))
+    return float(np.sqrt(max(1.0 - power, 0.0) / n / power))
+
+
 # k-means++ seeds of the posterior form are drawn from at most this many tokens.
 _SEED_SAMPLE = 20_000
 
@@ -416,6 +432,7 @@ def extract_categorical(
             n_init=n_init,
             max_iter=max_iter,
             tol=max(tol, _ALS_TOL),
+            good_enough=_NOISE_MARGIN * _relative_noise(joint, counts.sum()),
             random_state=rng,
         )
         out = readout_categorical(cp, route)
@@ -429,7 +446,9 @@ def extract_categorical(
             _floor(out["transmat"]),
             _floor(out["emissionprob"]),
             max_iter=max_iter,
-            tol=tol,
+            # differences in mean log-loss below 1% of one window's share
+            # are far below the sampling noise: not worth iterations
+            tol=max(tol, 0.01 / counts.sum()),
         )
         method, fit_error, condition = "cp", cp.fit_error, cp.condition
     else:

@@ -8,9 +8,11 @@ practical on real data:
 * **Streaming E-steps.** The expected counts are additive over sequences, so
   each E-step runs over chunks of sequences (bounded memory, parallel with
   joblib) and keeps only the counts.
-* **Packed lanes.** Sequences of unequal lengths are packed end to end into
-  lanes of the longest sequence's length, with the chain restarting at each
-  sequence start, so a padded corpus costs its tokens, not its padding.
+* **Rows of one length** (:mod:`sk_maskid._rows`): long sequences cut into
+  rows joined exactly by ``k x k`` transfer maps, short ones packed whole,
+  so an E-step loops over about ``sqrt(n_tokens)`` positions, never over a
+  whole long sequence, and a padded corpus costs its tokens, not its
+  padding.
 * **SQUAREM acceleration** (Varadhan & Roland, 2008) with a likelihood
   safeguard: an extrapolated point is kept only if it is at least as likely
   as the plain EM step it replaces, so the accepted log-likelihoods never
@@ -25,20 +27,15 @@ acceleration, cannot marginalise masked tokens and is an optional dependency.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from joblib import Parallel, delayed
 
-from ._hmm import backward, forward
+from ._rows import cut_rows, row_maps, rows_forward_backward, split_messages
 from .models import CategoricalHMMModel, GaussianHMMModel
-from .sequences import mask_value
 
 __all__ = ["Refinement", "baum_welch"]
-
-# Token cells per E-step chunk: bounds the forward-backward arrays' memory
-# (about 100 MB at k=4).
-_CHUNK_TOKENS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -66,93 +63,46 @@ class Refinement:
 
 
 # --------------------------------------------------------------------------
-# Packing sequences into lanes.
+# E-step: additive expected counts per chunk of rows.
 # --------------------------------------------------------------------------
-def _pack(X, lengths):
-    """Chunks ``(lanes, starts, inside)``, each sequence whole in one lane.
-
-    Rows that their sequences fill (windows) stay as they are (``starts``
-    and ``inside`` None). Otherwise the sequences are packed
-    first-fit-decreasing into lanes as long as the longest one; ``starts``
-    marks where each begins and ``inside`` the tokens that belong to one (a
-    lane's unused tail is masked, and no transition is counted into it).
-    """
-    n, width = X.shape[:2]
-    lengths = np.asarray(lengths, dtype=np.intp)
-    if np.all(lengths == width):
-        lanes, starts, inside = X, None, None
-    else:
-        capacity = int(lengths.max())
-        fill = np.zeros(0, dtype=np.intp)  # tokens used per lane
-        where = np.full(n, -1, dtype=np.intp)
-        offset = np.zeros(n, dtype=np.intp)
-        for i in np.argsort(-lengths, kind="stable"):  # sequences, not tokens
-            if lengths[i] == 0:
-                continue
-            fits = np.flatnonzero(fill + lengths[i] <= capacity)
-            if fits.size:
-                lane = fits[0]
-            else:
-                lane = len(fill)
-                fill = np.append(fill, 0)
-            where[i], offset[i] = lane, fill[lane]
-            fill[lane] += lengths[i]
-        lanes = np.full(
-            (len(fill), capacity) + X.shape[2:], mask_value(X), dtype=X.dtype
-        )
-        starts = np.zeros((len(fill), capacity), dtype=bool)
-        inside = np.zeros((len(fill), capacity), dtype=bool)
-        for i in np.flatnonzero(where >= 0):
-            span = slice(offset[i], offset[i] + lengths[i])
-            lanes[where[i], span] = X[i, : lengths[i]]
-            starts[where[i], offset[i]] = True
-            inside[where[i], span] = True
-    per_chunk = max(1, _CHUNK_TOKENS // max(lanes.shape[1], 1))
-    return [
-        (
-            lanes[lo : lo + per_chunk],
-            None if starts is None else starts[lo : lo + per_chunk],
-            None if inside is None else inside[lo : lo + per_chunk],
-        )
-        for lo in range(0, len(lanes), per_chunk)
-    ]
-
-
-# --------------------------------------------------------------------------
-# E-step: additive expected counts of one chunk.
-# --------------------------------------------------------------------------
-def _e_step(model, X, starts, inside):
-    """Expected counts of one chunk of lanes, and its log-likelihood."""
-    B, log_shift = model._emission_likelihood(X)
-    alpha, c = forward(model.startprob_, model.transmat_, B, starts)
-    beta = backward(model.transmat_, B, c, starts)
-    gamma = alpha * beta
-    gamma /= gamma.sum(axis=2, keepdims=True)
-    observed = ~model._masked(X)
+def _e_step(model, X, starts, inside, alpha_in, beta_end):
+    """Expected counts of one chunk of rows, and its log-likelihood."""
+    T = model.transmat_
+    k = model.n_components
+    B, log_shift, alpha, c, beta = rows_forward_backward(
+        model, X, starts, alpha_in, beta_end
+    )
     with np.errstate(divide="ignore"):
         loglik = float(np.log(c).sum() + log_shift.sum())
-    k = model.n_components
-    first = starts if starts is not None else np.arange(X.shape[1]) == 0
-    first = np.broadcast_to(first, X.shape[:2])
-    # transitions within a sequence: t -> t + 1, t + 1 neither a start nor
-    # past the sequence's end
-    within = ~first[:, 1:] if inside is None else inside[:, 1:] & ~first[:, 1:]
-    left = alpha[:, :-1][within].reshape(-1, k)
-    right = (B[:, 1:] * beta[:, 1:] / c[:, 1:, None])[within].reshape(-1, k)
+    # From here on the chunk is one stretch of the stream: contiguous
+    # (tokens, k) arrays, no boolean gathers.
+    alpha, beta = alpha.reshape(-1, k), beta.reshape(-1, k)
+    arriving = B.reshape(-1, k) * beta
+    arriving /= np.where(c == 0, 1.0, c).reshape(-1, 1)
+    # a transition t -> t + 1 counts unless t + 1 begins a sequence or is
+    # padding; the chunk's first token may continue the chunk before it
+    follows = (inside & ~starts).ravel()
+    trans = alpha[:-1].T @ (arriving[1:] * follows[1:, None])
+    if follows[0]:
+        trans += np.outer(alpha_in[0], arriving[0])
+    gamma = alpha * beta  # sums to 1 per token by the scaling
+    observed = (~model._masked(X) & inside).ravel()
     stats = {
-        "start": gamma[first].sum(axis=0),
-        "trans": (left.T @ right) * model.transmat_,
+        "start": gamma[starts.ravel()].sum(axis=0),
+        "trans": trans * T,
         "loglik": loglik,
         "n_tokens": float(np.count_nonzero(observed)),
     }
-    weights = gamma[observed]
-    tokens = X[observed]
     if isinstance(model, CategoricalHMMModel):
         d = model.n_symbols
-        stats["counts"] = np.stack(
-            [np.bincount(tokens, weights=w, minlength=d) for w in weights.T]
-        )  # one bincount per state, not per token
+        # one bincount over (token, state) cells; unobserved ones go to d
+        token = np.where(observed, X.ravel(), d)
+        cells = (token[:, None] * k + np.arange(k)).ravel()
+        counts = np.bincount(cells, weights=gamma.ravel(), minlength=(d + 1) * k)
+        stats["counts"] = counts[: d * k].reshape(d, k).T
     else:
+        tokens = np.where(observed[:, None], X.reshape(len(observed), -1), 0.0)
+        weights = gamma * observed[:, None]
         stats["weight"] = weights.sum(axis=0)
         stats["sum"] = weights.T @ tokens
         stats["sum_sq"] = weights.T @ tokens**2
@@ -160,8 +110,16 @@ def _e_step(model, X, starts, inside):
 
 
 def _expected_counts(model, chunks, n_jobs):
-    parts = Parallel(n_jobs=n_jobs)(
-        delayed(_e_step)(model, X, starts, inside) for X, starts, inside in chunks
+    parallel = Parallel(n_jobs=n_jobs)
+    maps = parallel(
+        delayed(row_maps)(model, X, starts, chained) for X, starts, _, chained in chunks
+    )
+    per_chunk = split_messages(maps, chunks)
+    parts = parallel(
+        delayed(_e_step)(model, X, starts, inside, *chunk_messages)
+        for (X, starts, inside, _), chunk_messages in zip(
+            chunks, per_chunk, strict=True
+        )
     )
     total = parts[0]
     for part in parts[1:]:  # in chunk order: results do not depend on n_jobs
@@ -259,6 +217,7 @@ def baum_welch(
     acceleration="squarem",
     min_covar=1e-3,
     floor=1e-6,
+    n_probe=20,
     n_jobs=None,
     verbose=0,
 ):
@@ -266,15 +225,18 @@ def baum_welch(
 
     Parameters
     ----------
-    model : CategoricalHMMModel or GaussianHMMModel
-        Starting point (e.g. the tensor route's read-out).
+    model : CategoricalHMMModel or GaussianHMMModel, or a list of them
+        Starting point (e.g. the tensor route's read-out). With several,
+        each runs ``n_probe`` E-steps and the most likely one continues
+        (EM converges to the optimum of its start's basin; the starts try
+        several basins).
     X : ndarray
         Padded sequences or windows, one sequence per row; masked tokens
         (``-1``, all-NaN) are marginalised.
     lengths : array-like of int, default=None
         Length of each row's sequence; ``None`` means the whole row.
     n_iter : int, default=1000
-        Maximum E-steps (forward-backward passes).
+        Maximum E-steps (forward-backward passes), probes included.
     tol : float, default=1e-7
         Converged when an accepted step gains less than this in
         log-likelihood per observed token.
@@ -285,6 +247,9 @@ def baum_welch(
     floor : float, default=1e-6
         Floor on emission and transition probabilities (keeps unseen
         symbols finite and empty states valid).
+    n_probe : int, default=20
+        E-steps each start runs before the most likely is kept (only with
+        several starts).
     n_jobs : int, default=None
         Parallel E-step chunks (joblib); results do not depend on it.
     verbose : int, default=0
@@ -294,15 +259,55 @@ def baum_welch(
     Returns
     -------
     Refinement
+        The kept start's path: ``history`` from its start, ``n_iter`` the
+        E-steps of all starts.
     """
     if acceleration not in ("squarem", None):
         raise ValueError(
             f"acceleration must be 'squarem' or None, got {acceleration!r}"
         )
-    X = model._check_X(X)
+    starts = list(model) if isinstance(model, (list, tuple)) else [model]
+    X = starts[0]._check_X(X)
     if lengths is None:
         lengths = np.full(X.shape[0], X.shape[1])
-    chunks = _pack(X, lengths)
+    chunks = cut_rows(X, lengths).chunks
+    options = dict(
+        tol=tol,
+        acceleration=acceleration,
+        min_covar=min_covar,
+        floor=floor,
+        n_jobs=n_jobs,
+        verbose=verbose,
+    )
+    if len(starts) == 1:
+        return _climb(starts[0], chunks, n_iter=n_iter, **options)
+    probes = []
+    for i, start in enumerate(starts):
+        budget = min(n_probe, n_iter - sum(p.n_iter for p in probes))
+        if budget < 1:
+            break
+        if verbose:
+            print(f"[baum_welch] start {i + 1}/{len(starts)}", file=sys.stderr)
+        probes.append(_climb(start, chunks, n_iter=budget, **options))
+    best = max(probes, key=lambda p: p.history[-1])
+    spent = sum(p.n_iter for p in probes)
+    if best.converged or spent >= n_iter:
+        return replace(best, n_iter=spent)
+    if verbose:
+        print(f"[baum_welch] start {probes.index(best) + 1} kept", file=sys.stderr)
+    rest = _climb(best.model, chunks, n_iter=n_iter - spent, **options)
+    return Refinement(
+        rest.model,
+        best.history + rest.history[1:],
+        spent + rest.n_iter,
+        rest.converged,
+    )
+
+
+def _climb(
+    model, chunks, *, n_iter, tol, acceleration, min_covar, floor, n_jobs, verbose
+):
+    """EM (SQUAREM-accelerated) from one start on prepared chunks."""
     state = {"e_steps": 0}
 
     def e_step(candidate):

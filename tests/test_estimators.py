@@ -170,7 +170,9 @@ def test_verbose_reports_stages_and_em_progress(capsys):
     X = make_gaussian_hmm(2, 2, random_state=0).sample(2000, 5, random_state=0)
     MaskedGaussianHMM(2, random_state=0).fit(X)
     assert capsys.readouterr().err == ""
-    est = MaskedGaussianHMM(2, refine="em", verbose=1, random_state=0).fit(X)
+    est = MaskedGaussianHMM(
+        2, refine="em", refine_starts=1, verbose=1, random_state=0
+    ).fit(X)
     err = capsys.readouterr().err.splitlines()
     assert err[0].startswith("[MaskedGaussianHMM] statistics of 2000 sequences")
     assert err[1].startswith("[MaskedGaussianHMM] extraction: cp, fit error")
@@ -179,6 +181,10 @@ def test_verbose_reports_stages_and_em_progress(capsys):
     # the per-token figure printed is the kept model's
     last = float(em[-1].split(": ")[1].split(" per token")[0])
     assert abs(last - est.refine_history_[-1]) < 1e-6
+    # several starts: each probe is announced
+    MaskedGaussianHMM(2, refine="em", refine_starts=3, verbose=1, random_state=0).fit(X)
+    err = capsys.readouterr().err
+    assert all(f"[baum_welch] start {i}/3" in err for i in (1, 2, 3))
 
 
 def test_posterior_form_honours_min_covar_below_1e_3():

@@ -26,6 +26,7 @@ from sk_maskid._hmm import (
     stationary,
     stationary_system,
     task_expectation,
+    transfer,
 )
 from sk_maskid.tasks import parse_task
 
@@ -101,6 +102,33 @@ def test_forward_stays_finite_on_an_impossible_observation():
     with np.errstate(divide="ignore"):
         assert np.log(c[0]).sum() == -np.inf
     assert np.isfinite(np.log(c[1]).sum())
+
+
+@pytest.mark.parametrize("with_starts", [False, True])
+def test_transfer_is_the_rescaled_product_of_step_matrices(with_starts):
+    # F[n, i] exp(log_g[n, i]) = e_i T D_0 T D_1 ... with D_t = diag(B[n, t]),
+    # and at a sequence start the chain forgets: the product restarts from
+    # startprob D_t. 30 steps cross three rescalings (every 8 steps).
+    rng = np.random.default_rng(0)
+    n, length, k = 4, 30, 3
+    model = make_categorical_hmm(k, 5, random_state=0)
+    s, T = model.startprob_, model.transmat_
+    B = rng.uniform(0.01, 1.0, size=(n, length, k))
+    starts = np.zeros((n, length), dtype=bool)
+    if with_starts:
+        starts[0, 0] = starts[1, 7] = starts[2, [3, 29]] = True
+    F, log_g = transfer(s, T, B, starts if with_starts else None)
+    for row in range(n):
+        M = np.eye(k)
+        for t in range(length):
+            if starts[row, t]:
+                M = np.tile(s, (k, 1)) * M.sum(axis=1, keepdims=True)
+            else:
+                M = M @ T
+            M = M * B[row, t]
+        total = M.sum(axis=1)
+        np.testing.assert_allclose(F[row], M / total[:, None], rtol=1e-12)
+        np.testing.assert_allclose(log_g[row], np.log(total), rtol=1e-12)
 
 
 @pytest.mark.parametrize("k", [2, 3])

@@ -6,8 +6,10 @@ import pytest
 from sk_maskid import (
     CategoricalHMMModel,
     GaussianHMMModel,
+    _rows,
     make_categorical_hmm,
     make_gaussian_hmm,
+    pad_sequences,
 )
 from sk_maskid.refinement import baum_welch
 
@@ -64,10 +66,14 @@ def test_categorical_em_matches_hmmlearn():
 
 
 @pytest.mark.parametrize("covariance_type", ["diag", "spherical"])
-def test_gaussian_em_matches_hmmlearn(covariance_type):
+@pytest.mark.parametrize("lengths", [[_LENGTH] * _N_WINDOWS, [700, 8, 300, 192]])
+def test_gaussian_em_matches_hmmlearn(covariance_type, lengths):
+    # the same 1200 tokens as windows (packed whole into rows of 64) or as
+    # long sequences (cut into rows joined by transfer maps)
     k, d = 3, 3
     truth = make_gaussian_hmm(k, d, self_transition=0.5, random_state=2)
-    X = truth.sample(_N_WINDOWS, _LENGTH, random_state=2)
+    tokens = truth.sample(_N_WINDOWS, _LENGTH, random_state=2).reshape(-1, d)
+    X = pad_sequences(np.split(tokens, np.cumsum(lengths)[:-1]))
     rng = np.random.default_rng(0)
     covars = rng.uniform(0.7, 1.5, size=(k, d))
     if covariance_type == "spherical":
@@ -79,8 +85,10 @@ def test_gaussian_em_matches_hmmlearn(covariance_type):
         covars,
         covariance_type,
     )
-    res = baum_welch(start, X, n_iter=6, tol=0, acceleration=None, min_covar=1e-3)
-    model, history = res.model, np.array(res.history) * X.shape[0] * X.shape[1]
+    res = baum_welch(
+        start, X, lengths=lengths, n_iter=6, tol=0, acceleration=None, min_covar=1e-3
+    )
+    model, history = res.model, np.array(res.history) * len(tokens)
     # hmmlearn applies min_covar only at initialisation: ours must not bind
     assert len(history) == 6 and model.covars_.min() > 0.1
 
@@ -100,7 +108,7 @@ def test_gaussian_em_matches_hmmlearn(covariance_type):
     _set_chain(ref, start)
     ref.means_ = start.means_.copy()
     ref.covars_ = start.covars_.copy()
-    ref.fit(X.reshape(-1, d), lengths=[_LENGTH] * _N_WINDOWS)
+    ref.fit(tokens, lengths=lengths)
     assert ref.monitor_.iter == 5
 
     # same E-steps and M-steps: equal up to rounding (measured <= 4e-14)
@@ -163,32 +171,83 @@ def test_squarem_reaches_the_em_optimum_in_fewer_e_steps():
     assert fast.n_iter < plain.n_iter / 2, (fast.n_iter, plain.n_iter)
 
 
-def test_packed_sequences_give_hmmlearns_em_on_the_sequences():
-    # Sequences of unequal lengths are packed end to end into lanes, the
-    # chain restarting at each start: EM on them equals hmmlearn's EM on the
-    # sequences one by one, and the padding adds nothing.
+def test_several_starts_keep_the_most_likely_and_count_every_e_step():
+    # A poor start and the truth: after their probes the truth's path is
+    # kept and continued; n_iter counts the probes of both.
+    truth = make_categorical_hmm(3, 4, self_transition=0.8, random_state=3)
+    X = truth.sample(300, 30, random_state=3)
+    poor = make_categorical_hmm(3, 4, random_state=7)
+    alone = baum_welch(truth, X, n_iter=5000, tol=1e-9)
+    both = baum_welch([poor, truth], X, n_iter=5000, tol=1e-9, n_probe=5)
+    probe = baum_welch(poor, X, n_iter=5, tol=1e-9)
+    assert both.converged
+    assert both.n_iter > probe.n_iter
+    assert both.history[0] == alone.history[0]  # the truth's path
+    assert np.all(np.diff(both.history) >= 0)
+    assert both.history[-1] == pytest.approx(alone.history[-1], abs=1e-7)
+    # the E-step budget covers the probes: 7 E-steps stop during the second
+    capped = baum_welch([poor, truth], X, n_iter=7, tol=1e-9, n_probe=5)
+    assert capped.n_iter == 7 and not capped.converged
+
+
+_LENGTHS = [3, 170, 17, 1000, 40, 8, 65, 64, 40, 129, 25, 2, 12, 1]
+
+
+def _long_and_short_sequences():
     truth = make_categorical_hmm(3, 5, random_state=1)
-    lengths = [3, 17, 40, 8, 40, 25, 2, 12]
-    seqs = [truth.sample(1, n, random_state=i)[0] for i, n in enumerate(lengths)]
-    padded = np.full((len(seqs), 40), -1)
+    seqs = [truth.sample(1, n, random_state=i)[0] for i, n in enumerate(_LENGTHS)]
+    padded = np.full((len(seqs), max(_LENGTHS)), -1)
     for i, seq in enumerate(seqs):
         padded[i, : len(seq)] = seq
-    start = make_categorical_hmm(3, 5, random_state=2)
-    res = baum_welch(
+    return seqs, padded, make_categorical_hmm(3, 5, random_state=2)
+
+
+def _em(start, X, lengths=None, n_iter=4):
+    return baum_welch(
         start,
-        padded,
+        X,
         lengths=lengths,
-        n_iter=4,
+        n_iter=n_iter,
         tol=0,
         acceleration=None,
         floor=1e-12,
     )
+
+
+@pytest.mark.parametrize("chunk_tokens", [None, 200])
+def test_cut_and_packed_sequences_give_hmmlearns_em(monkeypatch, chunk_tokens):
+    # With 1716 tokens rows are 64 long: the longer sequences are cut into
+    # rows joined by transfer maps (the longest spans 16 rows; rows hold the
+    # end of one and the start of the next), the shorter ones packed whole;
+    # with chunk_tokens=200 the chunks (3 rows) cut sequences too. EM on
+    # that layout equals hmmlearn's EM on the sequences one by one.
+    if chunk_tokens is not None:
+        monkeypatch.setattr(_rows, "_CHUNK_TOKENS", chunk_tokens)
+    seqs, padded, start = _long_and_short_sequences()
+    assert _rows._row_length(sum(_LENGTHS)) == 64
+    res = _em(start, padded, _LENGTHS)
     ll = sum(start.log_likelihood(seq[None])[0] for seq in seqs)
-    np.testing.assert_allclose(res.history[0] * sum(lengths), ll, rtol=1e-12)
-    ref = _hmmlearn_em(start, np.concatenate(seqs)[:, None], lengths, n_iter=3)
+    np.testing.assert_allclose(res.history[0] * sum(_LENGTHS), ll, rtol=1e-12)
+    ref = _hmmlearn_em(start, np.concatenate(seqs)[:, None], _LENGTHS, n_iter=3)
     np.testing.assert_allclose(res.model.transmat_, ref.transmat_, atol=1e-12)
     np.testing.assert_allclose(res.model.emissionprob_, ref.emissionprob_, atol=1e-12)
     np.testing.assert_allclose(res.model.startprob_, ref.startprob_, atol=1e-12)
+
+
+def test_masked_tokens_in_cut_sequences_match_whole_rows(monkeypatch):
+    # hmmlearn cannot marginalise masked tokens; the reference is the same
+    # EM with rows long enough to hold every sequence whole (no joins).
+    seqs, padded, start = _long_and_short_sequences()
+    padded[3, 500:530] = -1  # across a row boundary of the cut sequence
+    padded[1, 60:70] = -1
+    cut = _em(start, padded, _LENGTHS)
+    monkeypatch.setattr(_rows, "_row_length", lambda n_tokens: 4096)
+    whole = _em(start, padded, _LENGTHS)
+    np.testing.assert_allclose(cut.history, whole.history, rtol=1e-13)
+    for name in ("startprob_", "transmat_", "emissionprob_"):
+        np.testing.assert_allclose(
+            getattr(cut.model, name), getattr(whole.model, name), atol=1e-13
+        )
 
 
 def test_near_empty_state_gives_a_valid_model():

@@ -24,6 +24,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, _fit_context
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
@@ -140,6 +141,10 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
         "refine": [StrOptions({"em"}), None],
         "refine_iter": [Interval(Integral, 1, None, closed="left")],
         "refine_tol": [Interval(Real, 0, None, closed="left")],
+        "refine_starts": [
+            Interval(Integral, 1, None, closed="left"),
+            StrOptions({"auto"}),
+        ],
         "check_identifiability": ["boolean"],
         "chunk_size": [Interval(Integral, 1, None, closed="left")],
         "n_jobs": [Integral, None],
@@ -165,6 +170,7 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
         refine,
         refine_iter,
         refine_tol,
+        refine_starts,
         check_identifiability,
         chunk_size,
         n_jobs,
@@ -181,6 +187,7 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
         self.refine = refine
         self.refine_iter = refine_iter
         self.refine_tol = refine_tol
+        self.refine_starts = refine_starts
         self.check_identifiability = check_identifiability
         self.chunk_size = chunk_size
         self.n_jobs = n_jobs
@@ -218,6 +225,10 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
     def _persistent_statistics(self, stats):
         """The part of ``stats`` kept as ``statistics_`` (bounded in size)."""
         return stats
+
+    @abstractmethod
+    def _other_starts(self, model, X, n_starts, random_state):
+        """``n_starts`` EM starts unlike ``model``, drawn from the data ``X``."""
 
     def _refine_options(self):
         """Keyword arguments of :func:`~sk_maskid.refinement.baum_welch`."""
@@ -480,8 +491,17 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
     def _refine(self, model, data):
         """EM from the extracted model: the attributes to update, and warnings."""
         X, layout = data
+        starts = [model]
+        n_starts = self.refine_starts
+        if n_starts == "auto":
+            n_tokens = np.count_nonzero(~model._masked(X)) if X.size else 0
+            n_starts = 1 if n_tokens >= 1e5 else 4 if n_tokens >= 1e4 else 8
+        if n_starts > 1:
+            random_state = check_random_state(self.random_state)
+            sample = _quality_sample(X)
+            starts += self._other_starts(model, sample, n_starts - 1, random_state)
         refined = baum_welch(
-            model,
+            starts,
             X,
             lengths=layout.lengths,
             n_iter=self.refine_iter,

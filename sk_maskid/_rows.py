@@ -1,0 +1,222 @@
+"""Sequences laid out as rows of one length, for fast scaled recursions.
+
+numpy's forward and backward passes loop over positions in Python, vectorised
+across rows, so their cost is the row length times a per-step overhead. One
+long sequence (a series of 1e6 observations, a book) would loop 1e6 times.
+Here every sequence's tokens go into rows of about ``sqrt(n_tokens)``:
+
+* sequences longer than a row run end to end and are cut into rows that are
+  *chained*: each row's forward map from the state before it to its last
+  state (:func:`sk_maskid._hmm.transfer`, ``k x k``) carries the messages
+  across the cuts exactly (:func:`chain`), in a loop over rows, not tokens;
+* shorter sequences are packed whole into rows of their own, which need no
+  chaining.
+
+Everything is exact: the same ``alpha``, ``beta`` and scaling factors as
+one pass over each whole sequence, up to rounding. Written here because no
+maintained library offers masked, batched HMM recursions on numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._hmm import backward, forward, transfer
+from .sequences import mask_value
+
+# Token cells per chunk of rows: bounds the forward-backward arrays' memory
+# (about 100 MB at k=4).
+_CHUNK_TOKENS = 2_000_000
+
+
+def _row_length(n_tokens):
+    """Row length balancing the two loops over rows and over positions.
+
+    The recursions loop over a row's positions and :func:`chain` loops over
+    the rows, so about ``sqrt(n_tokens)`` of each.
+    """
+    return int(np.clip(np.sqrt(n_tokens), 64, 4096))
+
+
+def worth_cutting(X):
+    """Whether rows beat one pass over ``X``'s full width (long sequences)."""
+    return X.shape[1] > _row_length(X.shape[0] * X.shape[1])
+
+
+def _next_fit(lengths, capacity):
+    """Row and offset of each sequence packed whole, in order, into rows."""
+    if lengths.size and np.all(lengths == lengths[0]):  # windows: closed form
+        per_row = capacity // lengths[0]
+        index = np.arange(lengths.size)
+        return index // per_row, (index % per_row) * lengths[0]
+    row = np.empty(lengths.size, dtype=np.intp)
+    offset = np.empty(lengths.size, dtype=np.intp)
+    current, used = 0, 0
+    for i, n in enumerate(lengths.tolist()):  # sequences, not tokens
+        if used + n > capacity:
+            current, used = current + 1, 0
+        row[i], offset[i] = current, used
+        used += n
+    return row, offset
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Sequences laid out in rows.
+
+    Attributes
+    ----------
+    chunks : list of tuple
+        ``(rows, starts, inside, chained)`` per chunk of consecutive rows:
+        the tokens (masked past the sequences), where each sequence begins,
+        which cells hold a token, and which rows continue into the next or
+        from the previous one (long sequences).
+    keep : ndarray of bool, shape (n_sequences, width)
+        The cells of the input that are sequence tokens.
+    position : ndarray of int
+        Flat position in the rows of each ``keep`` cell, in row-major order.
+    """
+
+    chunks: list
+    keep: np.ndarray
+    position: np.ndarray
+
+    def gather(self, values):
+        """Per-cell ``values`` of the rows (concatenated chunks) back in input
+        order: an array ``(n_sequences, width, ...)``, zero outside ``keep``."""
+        flat = np.concatenate([v.reshape((-1,) + v.shape[2:]) for v in values])
+        out = np.zeros(self.keep.shape + flat.shape[1:], dtype=flat.dtype)
+        out[self.keep] = flat[self.position]
+        return out
+
+
+def cut_rows(X, lengths):
+    """Lay out padded sequences ``X`` (``lengths`` tokens each) in rows.
+
+    Returns
+    -------
+    Rows
+    """
+    width = X.shape[1]
+    lengths = np.asarray(lengths, dtype=np.intp)
+    keep = np.arange(width) < lengths[:, None]
+    length = _row_length(int(lengths.sum()))
+    if lengths.size and lengths.max() <= 2 * length:
+        length = max(length, int(lengths.max()))  # every sequence whole
+    long = lengths > length
+    n_long_rows = -(-int(lengths[long].sum()) // length)
+    short = np.flatnonzero(~long & (lengths > 0))
+    row, offset = _next_fit(lengths[short], length)
+    n_rows = max(1, n_long_rows + (int(row[-1]) + 1 if short.size else 0))
+    # flat position of every token: long sequences end to end, then the
+    # packed ones at their row and offset
+    starts_at = np.zeros(X.shape[0], dtype=np.intp)
+    starts_at[long] = np.cumsum(lengths[long]) - lengths[long]
+    starts_at[short] = (n_long_rows + row) * length + offset
+    position = (starts_at[:, None] + np.arange(width))[keep]
+    size = n_rows * length
+    rows = np.full((size,) + X.shape[2:], mask_value(X), dtype=X.dtype)
+    rows[position] = X[keep]
+    starts = np.zeros(size, dtype=bool)
+    starts[starts_at[lengths > 0]] = True
+    starts[0] = True  # the first row begins a sequence even if empty
+    inside = np.zeros(size, dtype=bool)
+    inside[position] = True
+    rows = rows.reshape((n_rows, length) + X.shape[2:])
+    starts, inside = starts.reshape(n_rows, length), inside.reshape(n_rows, length)
+    chained = np.arange(n_rows) < n_long_rows
+    per_chunk = max(1, _CHUNK_TOKENS // length)
+    chunks = [
+        tuple(a[lo : lo + per_chunk] for a in (rows, starts, inside, chained))
+        for lo in range(0, n_rows, per_chunk)
+    ]
+    return Rows(chunks, keep, position)
+
+
+def row_maps(model, X, starts, chained):
+    """Transfer maps of the chained rows; a stand-in for the others.
+
+    A row packed with whole sequences begins and ends its own: nothing
+    crosses it, so its map is not needed. The stand-in (uniform rows, log
+    1) makes :func:`chain` pass a backward message of ones over it, which
+    is exact, and a forward message that no row uses.
+    """
+    k = model.n_components
+    F = np.full((len(X), k, k), 1.0 / k)
+    log_g = np.zeros((len(X), k))
+    if chained.any():
+        B, _ = model._emission_likelihood(X[chained])
+        F[chained], log_g[chained] = transfer(
+            model.startprob_, model.transmat_, B, starts[chained]
+        )
+    return F, log_g
+
+
+def chain(maps):
+    """Messages entering each row and leaving it, from all rows' maps.
+
+    Returns ``alpha_in`` (the normalised forward vector at the token before
+    each row) and ``beta_end`` (the backward vector at each row's last
+    token, scaled as :func:`~sk_maskid._hmm.backward` scales it, so that
+    ``alpha_end[j] @ beta_end[j] == 1``). A sequential loop over rows, not
+    tokens: each step is one ``k x k`` map.
+    """
+    F = np.concatenate([m[0] for m in maps])
+    log_g = np.concatenate([m[1] for m in maps])
+    with np.errstate(invalid="ignore"):
+        g = np.exp(log_g - log_g.max(axis=1, keepdims=True))
+    g = np.nan_to_num(g)  # a row impossible from every state (zero weight)
+    n, k = log_g.shape
+    alpha_end = np.empty((n, k))
+    beta_end = np.empty((n, k))
+    a = np.full(k, 1.0 / k)  # row 0 starts a sequence: any value does
+    for j in range(n):
+        a_next = (a * g[j]) @ F[j]
+        total = a_next.sum()
+        a = a_next / total if total > 0 else a
+        alpha_end[j] = a
+    b = np.ones(k)
+    beta_end[-1] = b
+    for j in range(n - 1, 0, -1):
+        b_next = g[j] * (F[j] @ b)
+        total = alpha_end[j - 1] @ b_next
+        b = b_next / total if total > 0 else np.ones(k)
+        beta_end[j - 1] = b
+    alpha_in = np.vstack([np.full((1, k), 1.0 / k), alpha_end[:-1]])
+    return alpha_in, beta_end
+
+
+def rows_forward_backward(model, X, starts, alpha_in, beta_end=None):
+    """Scaled recursions on one chunk of rows, given its entering messages.
+
+    Returns ``(B, log_shift, alpha, c, beta)`` (``beta`` None when
+    ``beta_end`` is None: the forward pass alone).
+    """
+    T = model.transmat_
+    B, log_shift = model._emission_likelihood(X)
+    initial = np.where(starts[:, :1], model.startprob_, alpha_in @ T)
+    alpha, c = forward(model.startprob_, T, B, starts, initial=initial)
+    beta = None
+    if beta_end is not None:
+        beta = backward(T, B, c, starts, last=beta_end)
+    return B, log_shift, alpha, c, beta
+
+
+def split_messages(maps, chunks):
+    """:func:`chain` the rows' ``maps``; its messages cut per chunk."""
+    alpha_in, beta_end = chain(maps)
+    bounds = np.cumsum([0] + [len(chunk[0]) for chunk in chunks])
+    return [
+        (alpha_in[lo:hi], beta_end[lo:hi])
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+
+
+def messages(model, rows):
+    """Per-chunk ``(alpha_in, beta_end)`` of laid-out ``rows``."""
+    maps = [
+        row_maps(model, X, starts, chained) for X, starts, _, chained in rows.chunks
+    ]
+    return split_messages(maps, rows.chunks)
