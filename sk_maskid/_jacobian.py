@@ -547,3 +547,88 @@ def local_identifiability(
             )
     n_free = n_free_parameters(emission, k, d)
     return LocalResult(n_free, n_free - null, null, sv, d_used)
+
+
+# --------------------------------------------------------------------------
+# The moments form of Gaussian tokens through degree-p features.
+# --------------------------------------------------------------------------
+FeatureResult = namedtuple(
+    "FeatureResult",
+    ["n_free_parameters", "jacobian_rank", "null_dimension", "factors"],
+)
+
+
+def feature_means(means, variances, degree):
+    """``E[x~ | h]`` for ``x~ = [x, x^2, ..., x^degree, 1]``, x ~ N(mean, var).
+
+    Raw Gaussian moments ``E[x^j] = sum_{i even} C(j, i) mu^(j-i) var^(i/2)
+    (i-1)!!``, per coordinate; batched over leading axes, complex-step safe.
+    """
+    blocks = []
+    for j in range(1, degree + 1):
+        moment = np.zeros_like(means)
+        for i in range(0, j + 1, 2):
+            double_factorial = math.prod(range(i - 1, 0, -2))
+            moment = moment + (
+                math.comb(j, i)
+                * double_factorial
+                * means ** (j - i)
+                * variances ** (i // 2)
+            )
+        blocks.append(moment)
+    blocks.append(np.ones(means.shape[:-1] + (1,), dtype=means.dtype))
+    return np.concatenate(blocks, axis=-1)
+
+
+def feature_moment_identifiability(task, n_components, n_features, degree, rng):
+    """Jacobian rank of ``E[x~_{s1} ⊗ x~_{s2} ⊗ x~_{s3}]`` at a generic HMM.
+
+    The statistic the Gaussian moments form fits with degree-``degree``
+    features (:func:`feature_means`), as a function of the transition
+    logits, the means and the log-variances (diagonal). Outputs are random
+    rank-one projections of the tensor (``n + 16`` of them for ``n``
+    parameters): the Jacobian's rank is kept with probability one, while the
+    ``(d p + 1)^3`` tensor is never formed. Also returns the three CP factors
+    at the drawn parameter, for Kruskal's condition.
+    """
+    k, d = int(n_components), int(n_features)
+    s1, s2, s3 = parse_task(task).positions
+    g1, g2 = s2 - s1, s3 - s2
+    D = d * degree + 1
+    n = k * k + 2 * k * d
+    theta = np.concatenate(
+        [
+            rng.standard_normal(k * k),
+            rng.standard_normal(k * d),
+            np.log(rng.uniform(0.5, 2.0, size=k * d)),
+        ]
+    )
+    U, V, W = (rng.standard_normal((n + 16, D)) for _ in range(3))
+
+    def parts(batch):
+        T = softmax_rows(batch[:, : k * k].reshape(-1, k, k))
+        means = batch[:, k * k : k * k + k * d].reshape(-1, k, d)
+        variances = np.exp(batch[:, k * k + k * d :].reshape(-1, k, d))
+        M = feature_means(means, variances, degree)  # (P, k, D)
+        return (
+            stationary(T),
+            M,
+            np.linalg.matrix_power(T, g1),
+            np.linalg.matrix_power(T, g2),
+        )
+
+    def predictor(batch):
+        pi, M, T1, T2 = parts(batch)
+        a, b, c = (np.einsum("rD,pkD->prk", P, M) for P in (U, V, W))
+        left = np.einsum("pk,prk,pkl->prl", pi, a, T1)  # sums over h_{s1}
+        right = np.einsum("pkl,prl->prk", T2, c)  # sums over h_{s3}
+        return np.einsum("prk,prk,prk->pr", left, b, right)
+
+    # batches of perturbations bound the (P, rows, k) complex arrays
+    batch = max(1, _BATCH_BYTES // (16 * (n + 16) * k * 4))
+    with threadpool_limits(limits=1, user_api="blas"):
+        rank, _ = _rank(jacobian(predictor, theta, batch))
+    n_free = k * (k - 1) + 2 * k * d
+    pi, M, T1, T2 = (x[0].real for x in parts(theta[None, :]))
+    factors = [M.T @ (pi[:, None] * T1), M.T, M.T @ T2.T]
+    return FeatureResult(n_free, rank, n_free - rank, factors)

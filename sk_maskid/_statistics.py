@@ -11,6 +11,8 @@ costs nothing extra: masks are only looked for when present.
 
 from __future__ import annotations
 
+from math import comb
+
 import numpy as np
 
 MAX_TABLE_SIZE = 10_000_000
@@ -62,7 +64,12 @@ def categorical_counts(X, positions, n_symbols):
     return counts.reshape((n_symbols,) * m)
 
 
-def gaussian_moments(X, positions):
+def feature_size(n_features, degree):
+    """Length of the feature vector ``[z, z^2, ..., z^degree, 1]``."""
+    return n_features * degree + 1
+
+
+def gaussian_moments(X, positions, degree=1):
     """Cross-moment sums of three distinct positions, over every sub-window.
 
     Parameters
@@ -71,21 +78,27 @@ def gaussian_moments(X, positions):
         A token that is NaN in every feature is masked.
     positions : tuple of 3 int
         Sorted 1-based positions ``s1 < s2 < s3``.
+    degree : int, default=1
+        Each token enters as its features ``x~ = [x, x^2, ..., x^degree, 1]``
+        (powers elementwise, ``d`` per block, the constant last); degree 1
+        is the augmented token ``[x; 1]``.
 
     Returns
     -------
     dict
-        ``"m3"``: ``sum x~_{s1} ⊗ x~_{s2} ⊗ x~_{s3}``, shape ``(d+1,)*3``;
-        ``"m_sq"``: ``sum x~_{s1} ⊗ (x_{s2} ∘ x_{s2})``, shape ``(d+1, d)``;
+        ``"m3"``: ``sum x~_{s1} ⊗ x~_{s2} ⊗ x~_{s3}``, shape ``(D,)*3`` with
+        ``D = d * degree + 1``;
+        ``"m_sq"``: ``sum x~_{s1} ⊗ (x_{s2} ∘ x_{s2})``, shape ``(D, d)``;
         ``"n"``: number of sub-windows (with no masked token among the three).
         The constant coordinate makes every lower-order moment a slice of
         ``m3``.
     """
     s1, s2, s3 = positions
     n_off = sub_window_offsets(X.shape[1], s3)
-    D = X.shape[2] + 1
+    d = X.shape[2]
+    D = feature_size(d, degree)
     m3 = np.zeros((D, D * D))
-    m_sq = np.zeros((D, D - 1))
+    m_sq = np.zeros((D, d))
     n_windows = 0.0
     for lo in range(0, len(X), _MOMENT_BLOCK):
         block = X[lo : lo + _MOMENT_BLOCK]
@@ -96,10 +109,16 @@ def gaussian_moments(X, positions):
         # products run along the 7-wide feature axis (13-21 M against 6-9 M
         # tokens/s at d=6, 1e7 tokens, depending on the machine's load).
         Xt = np.ones((X.shape[1], D, n))
-        Xt[:, :-1, :] = block.transpose(1, 2, 0)
+        Xt[:, :d, :] = block.transpose(1, 2, 0)
         masked = np.isnan(Xt[:, 0, :])  # (time, window)
         if masked.any():
             Xt[np.isnan(Xt)] = 0.0  # NaN * 0 is NaN: clear before weighting
+        for power in range(2, degree + 1):
+            np.multiply(
+                Xt[:, (power - 2) * d : (power - 1) * d],
+                Xt[:, :d],
+                out=Xt[:, (power - 1) * d : power * d],
+            )
         kr = np.empty((D, D, n))
         for off in range(n_off):
             A, B, C = Xt[off + s1 - 1], Xt[off + s2 - 1], Xt[off + s3 - 1]
@@ -114,7 +133,7 @@ def gaussian_moments(X, positions):
             # Row-wise Khatri-Rao product, then one GEMM: no d^3-wide einsum.
             np.multiply(B[:, None, :], C[None, :, :], out=kr)
             m3 += A @ kr.reshape(D * D, n).T
-            m_sq += A @ np.square(B[:-1]).T
+            m_sq += A @ np.square(B[:d]).T
     return {
         "m3": m3.reshape(D, D, D),
         "m_sq": m_sq,
@@ -148,7 +167,7 @@ def token_frame(X):
     return offset, float(scale) if scale > 0 else 1.0
 
 
-def framed_gaussian_moments(X, positions):
+def framed_gaussian_moments(X, positions, degree=1):
     """:func:`gaussian_moments` of the tokens in their own frame.
 
     The sums are taken over ``z = (x - offset) / scale`` (returned with them)
@@ -157,28 +176,46 @@ def framed_gaussian_moments(X, positions):
     before adding them up.
     """
     offset, scale = token_frame(X)
-    stats = gaussian_moments((X - offset) / scale, positions)
+    stats = gaussian_moments((X - offset) / scale, positions, degree)
     stats["offset"], stats["scale"] = offset, scale
     return stats
+
+
+def _feature_map(a, b, degree):
+    """Matrix ``M`` with ``x~(a z + b) = M x~(z)`` for the features of
+    :func:`gaussian_moments`: ``(a z + b)^j`` expands binomially into the
+    powers ``z^i`` (``i <= j``) of the same coordinate and the constant."""
+    d = len(b)
+    M = np.zeros((feature_size(d, degree),) * 2)
+    M[-1, -1] = 1.0
+    for j in range(1, degree + 1):
+        rows = slice((j - 1) * d, j * d)
+        for i in range(j + 1):
+            weight = comb(j, i) * a**i * b ** (j - i)
+            if i == 0:
+                M[rows, -1] = weight
+            else:
+                M[rows, (i - 1) * d : i * d] += np.diag(weight)
+    return M
 
 
 def reframe_gaussian_moments(stats, offset, scale):
     """Moment sums re-expressed in the frame ``z' = (x - offset) / scale``.
 
     ``z' = a z + b`` with ``a = stats scale / scale`` and
-    ``b = (stats offset - offset) / scale`` is affine in the augmented token
-    ``[z; 1]``, so the third moment transforms by one matrix per mode and the
+    ``b = (stats offset - offset) / scale``: every feature of ``z'`` is a
+    linear combination of the features of ``z`` (:func:`_feature_map`), so
+    the third moment transforms by one matrix per mode and the
     squared-token moment by the expansion of ``(a z + b)^2``; exact, and
     well-conditioned when the two frames are close.
     """
     a = stats["scale"] / scale
-    b = (stats["offset"] - offset) / scale
-    D = len(b) + 1
-    M = np.eye(D)
-    M[:-1, :-1] *= a
-    M[:-1, -1] = b
+    b = np.asarray((stats["offset"] - offset) / scale, dtype=float)
+    d = len(b)
+    degree = (stats["m3"].shape[0] - 1) // d
+    M = _feature_map(a, b, degree)
     m3 = np.einsum("ia,jb,kc,abc->ijk", M, M, M, stats["m3"])
-    cross = stats["m3"][:, :-1, -1]  # sum z~_{s1} (x) z_{s2}
+    cross = stats["m3"][:, :d, -1]  # sum z~_{s1} (x) z_{s2}
     count = stats["m3"][:, -1, -1]  # sum z~_{s1}
     m_sq = M @ (
         a**2 * stats["m_sq"]

@@ -45,8 +45,10 @@ routes is on the Theory page of the documentation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import factorial
 
 import numpy as np
+from numpy.polynomial import hermite_e
 from scipy.linalg import fractional_matrix_power
 from sklearn.cluster import kmeans_plusplus
 from sklearn.utils import check_random_state
@@ -311,9 +313,13 @@ def readout_gaussian(cp, positions, m_sq, n, min_covar):
         factors[0], factors[1], factors[2], (s2 - s1, s3 - s2), w
     )
     transmat = _project_rows(T_col.T)
-    means = factors[1][:-1].T
+    d = m_sq.shape[1]
+    means = factors[1][:d].T
     pi = np.clip(w / w.sum(), 1e-12, None)
-    second = np.linalg.lstsq(factors[0] * pi, m_sq / n, rcond=None)[0]
+    if len(factors[1]) > d + 1:  # the squares are features: read them off
+        second = factors[1][d : 2 * d].T
+    else:
+        second = np.linalg.lstsq(factors[0] * pi, m_sq / n, rcond=None)[0]
     variances = np.maximum(second - means**2, min_covar)
     return {
         "transmat": transmat,
@@ -498,6 +504,26 @@ def _seed_means(tokens, n_components, n_init, rng):
     ]
 
 
+def _hermite_basis(n_features, degree):
+    """``C`` with ``C x~`` the scaled Hermite features of ``x~ = [z, ...,
+    z^degree, 1]``: ``He_j(z) / sqrt(j!)`` per coordinate, the constant last.
+
+    Degree 1 is the identity (``He_1(z) = z``), so that route is unchanged.
+    """
+    d = n_features
+    C = np.zeros((d * degree + 1,) * 2)
+    C[-1, -1] = 1.0
+    for j in range(1, degree + 1):
+        unit = np.zeros(j + 1)
+        unit[j] = 1.0
+        coef = hermite_e.herme2poly(unit) / np.sqrt(factorial(j))
+        rows = slice((j - 1) * d, j * d)
+        C[rows, -1] = coef[0]
+        for i in range(1, j + 1):
+            C[rows, (i - 1) * d : i * d] += coef[i] * np.eye(d)
+    return C
+
+
 def _gaussian_model(transmat, means, variances, covariance_type):
     transmat = _floor(transmat)
     covars = variances.mean(axis=1) if covariance_type == "spherical" else variances
@@ -556,17 +582,28 @@ def extract_gaussian(
         rank = _unfolding_rank(stats["m3"] / stats["n"])
         if rank < k:
             messages.append(_rank_message(rank, k))
-            mean = stats["m3"][-1, :-1, -1] / stats["n"]
+            mean = stats["m3"][-1, : stats["m_sq"].shape[1], -1] / stats["n"]
             second = stats["m_sq"][-1] / stats["n"]
             return _placeholder(mean, second, k, min_covar, covariance_type, messages)
+        d = stats["m_sq"].shape[1]
+        degree = (stats["m3"].shape[0] - 1) // d
+        # Jennrich and ALS work in a basis of scaled Hermite polynomials,
+        # orthonormal for standard normal tokens; the raw powers' scales
+        # grow like (2j - 1)!! and would swamp the low-order features.
+        tensor = stats["m3"]
+        if degree > 1:
+            basis = _hermite_basis(d, degree)
+            tensor = np.einsum("ia,jb,kc,abc->ijk", basis, basis, basis, tensor)
         cp = cp_decompose(
-            stats["m3"] / stats["n"],
+            tensor / stats["n"],
             k,
             n_init=n_init,
             max_iter=max_iter,
             tol=tol,
             random_state=rng,
         )
+        if degree > 1:
+            cp = cp._replace(factors=[np.linalg.solve(basis, f) for f in cp.factors])
         out = readout_gaussian(cp, task.positions, stats["m_sq"], stats["n"], min_covar)
         return Extraction(
             model=_gaussian_model(

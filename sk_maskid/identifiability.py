@@ -80,6 +80,7 @@ from ._jacobian import (
     MAX_FIT_PARAMETERS,
     MAX_FIT_WORK,
     as_tasks,
+    feature_moment_identifiability,
     generic_theta,
     jacobian_work,
     local_identifiability,
@@ -123,7 +124,7 @@ method : {"theory", "jacobian", "skipped", "failed"}
 """
 
 
-def fit_verdict(task, emission, n_components, n_features):
+def fit_verdict(task, emission, n_components, n_features, feature_degree=1):
     """Cheap identifiability verdict for a fit; never raises.
 
     The paper's results settle the common tasks without computation:
@@ -160,6 +161,12 @@ def fit_verdict(task, emission, n_components, n_features):
     n_components : int
     n_features : int
         Alphabet size or token dimension.
+    feature_degree : int, default=1
+        Gaussian tensor tasks only: the statistic is the moment tensor of the
+        token features ``[x, ..., x^p, 1]`` (what
+        :class:`~sk_maskid.MaskedGaussianHMM` fits with ``feature_degree=p``);
+        above 1, the verdict is that tensor's Jacobian in the transitions,
+        means and variances (:func:`feature_moment_identifiability`).
 
     Returns
     -------
@@ -170,6 +177,14 @@ def fit_verdict(task, emission, n_components, n_features):
     """
     try:
         specs = tuple(t.spec for t in as_tasks(task))
+        if int(feature_degree) > 1:
+            return _cached_feature_verdict(
+                specs,
+                str(emission),
+                int(n_components),
+                int(n_features),
+                int(feature_degree),
+            )
         return _cached_fit_verdict(
             specs, str(emission), int(n_components), int(n_features)
         )
@@ -195,6 +210,62 @@ def _cached_fit_verdict(specs, emission, k, d):
         return FitVerdict(
             None, None, f"the check failed ({type(exc).__name__}: {exc})", "failed"
         )
+
+
+def _feature_task(specs, emission):
+    """The single tensor task a feature degree applies to, or an error."""
+    tasks = [parse_task(s) for s in specs]
+    task = tasks[0]
+    if (
+        emission != "gaussian"
+        or len(tasks) != 1
+        or len(task.observed) != 1
+        or len(task.targets) != 1
+        or len(task.targets[0]) != 2
+    ):
+        raise ValueError(
+            "feature_degree > 1 applies to Gaussian tasks with one observed token "
+            f"and a two-token product target (e.g. '1->2*3'), got {specs!r}"
+        )
+    return task
+
+
+@lru_cache(maxsize=256)
+def _cached_feature_verdict(specs, emission, k, d, degree):
+    task = _feature_task(specs, emission)
+    features = f"degree-{degree} features [x, ..., x^{degree}, 1]"
+    if k < 2:
+        return FitVerdict(
+            True, 0, "one hidden state leaves nothing to identify", "theory"
+        )
+    n_free = k * (k - 1) + 2 * k * d
+    if n_free > MAX_FIT_PARAMETERS:
+        return FitVerdict(
+            None,
+            None,
+            f"not checked: the moment tensor of {features} of a {k}-state model "
+            f"has {n_free} free parameters, too many for a fit; see check_task",
+            "skipped",
+        )
+    result = feature_moment_identifiability(
+        task.spec, k, d, degree, np.random.RandomState(0)
+    )
+    if result.null_dimension > 0:
+        return FitVerdict(
+            False,
+            result.null_dimension,
+            f"the moment tensor of {features} has a Jacobian with a "
+            f"{result.null_dimension}-dimensional null space: it tells apart at "
+            f"most d * {degree} + 1 = {d * degree + 1} states",
+            "jacobian",
+        )
+    return FitVerdict(
+        True,
+        0,
+        f"the moment tensor of {features} has a full-rank Jacobian (the states' "
+        "feature means are linearly independent)",
+        "jacobian",
+    )
 
 
 def _gaps(task):
@@ -579,6 +650,7 @@ def check_task(
     n_components,
     n_features,
     n_trials=3,
+    feature_degree=1,
     random_state=None,
 ):
     """Does the optimal predictor of ``task`` determine the HMM?
@@ -597,6 +669,13 @@ def check_task(
     n_trials : int, default=3
         Random generic parameters at which the Jacobian rank is computed; the
         verdict is "inconclusive" if they disagree.
+    feature_degree : int, default=1
+        Gaussian tensor tasks: above 1, the question is asked of the
+        statistic :class:`~sk_maskid.MaskedGaussianHMM` fits with that
+        ``feature_degree``, the moment tensor of the token features ``[x,
+        ..., x^p, 1]``, with per-state diagonal variances among the
+        parameters (its Jacobian through random rank-one projections, and
+        Kruskal's condition on its CP factors).
     random_state : int, RandomState instance or None, default=None
 
     Returns
@@ -623,6 +702,8 @@ def check_task(
     if emission == "categorical" and d < 2:
         raise ValueError("a categorical alphabet needs n_features >= 2")
     rng = check_random_state(random_state)
+    if int(feature_degree) > 1:
+        return _feature_report(tasks, k, d, int(feature_degree), n_trials, rng)
     results = [
         local_identifiability(
             tasks, emission=emission, n_components=k, n_features=d, random_state=rng
@@ -697,4 +778,55 @@ def check_task(
         kruskal=kruskal,
         reason=reason,
         theory=_theory(tasks, emission, k, d),
+    )
+
+
+def _feature_report(tasks, k, d, degree, n_trials, rng):
+    """:func:`check_task` for the moment tensor of degree-``degree`` features."""
+    task = _feature_task(tuple(t.spec for t in tasks), "gaussian")
+    results = [
+        feature_moment_identifiability(task.spec, k, d, degree, rng)
+        for _ in range(n_trials)
+    ]
+    nulls = {r.null_dimension for r in results}
+    worst = max(results, key=lambda r: r.null_dimension)
+    with threadpool_limits(limits=1, user_api="blas"):  # small matrices
+        ranks = tuple(_krank(F) for F in worst.factors)
+    kruskal = KruskalResult(ranks, 2 * k + 2, sum(ranks) >= 2 * k + 2)
+    statistic = f"the moment tensor of degree-{degree} features [x, ..., x^{degree}, 1]"
+    if len(nulls) > 1:
+        verdict = "inconclusive"
+        reason = f"the Jacobian rank of {statistic} differs between trials"
+    elif worst.null_dimension > 0:
+        verdict = "not identifiable"
+        reason = (
+            f"a {worst.null_dimension}-dimensional family of HMMs shares {statistic} "
+            f"(its feature means span at most d * {degree} + 1 = {d * degree + 1} "
+            "dimensions)"
+        )
+    elif _min_gap(task) >= 2:
+        verdict = "locally identifiable, finite ambiguity"
+        reason = (
+            f"{statistic} has a full-rank Jacobian, but T enters only through a "
+            "power T^g whose other stochastic roots give the same tensor"
+        )
+    else:
+        verdict = "identifiable"
+        reason = f"{statistic} has a full-rank Jacobian" + (
+            " and Kruskal's condition holds"
+            if kruskal.holds
+            else ", although Kruskal's sufficient condition fails"
+        )
+    return IdentifiabilityReport(
+        task=task.spec,
+        emission="gaussian",
+        n_components=k,
+        n_features=d,
+        verdict=verdict,
+        n_free_parameters=worst.n_free_parameters,
+        jacobian_rank=worst.jacobian_rank,
+        null_dimension=worst.null_dimension,
+        kruskal=kruskal,
+        reason=reason,
+        theory=None,
     )

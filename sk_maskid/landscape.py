@@ -41,13 +41,14 @@ _LANDSCAPE_SELF_TRANSITION = 0.5
 def _recovery(task, emission, k, d, n_tokens, random_state):
     """Max-abs recovery errors of the package's estimator on sampled data.
 
-    Returns ``(emission_error, transmat_error)``, NaN where no estimator fits
-    the task (joint tasks; Gaussian tasks outside the supported forms) and
-    where no model can be sampled (``k > d``: the datasets' models have an
-    emission or mean matrix of full column rank).
+    Returns ``(emission_error, transmat_error, route)``: errors NaN and
+    route "n/a" where no estimator fits the task (joint tasks; Gaussian
+    tasks outside the supported forms) and where no model can be sampled
+    (``k > d``: the datasets' models have an emission or mean matrix of full
+    column rank). The route is the extraction method the fit used.
     """
     if isinstance(task, list | tuple) or k > d:
-        return np.nan, np.nan
+        return np.nan, np.nan, "n/a"
     task = parse_task(task)
     window = max(task.span, 3) + 2
     # Persistent states (self_transition=0.5), as in most applications, keep
@@ -67,7 +68,7 @@ def _recovery(task, emission, k, d, n_tokens, random_state):
     else:
         single = len(task.observed) == 1 and len(task.targets) == 1
         if not single or len(task.targets[0]) > 2:
-            return np.nan, np.nan
+            return np.nan, np.nan, "n/a"
         model = make_gaussian_hmm(
             k, d, self_transition=_LANDSCAPE_SELF_TRANSITION, random_state=random_state
         )
@@ -81,7 +82,10 @@ def _recovery(task, emission, k, d, n_tokens, random_state):
         warnings.simplefilter("ignore", NonIdentifiabilityWarning)
         est.fit(X)
     errors = recovery_error(model, est)
-    return errors["emission"], errors["transmat"]
+    route = est.extraction_method_
+    if getattr(est, "feature_degree_", None):
+        route += f" (degree {est.feature_degree_})"
+    return errors["emission"], errors["transmat"], route
 
 
 def landscape(
@@ -121,8 +125,8 @@ def landscape(
     -------
     list of dict
         Keys: ``task``, ``emission``, ``theory``, ``verdict``,
-        ``null_dimension``, ``kruskal``, ``error_emission``,
-        ``error_transmat``, ``n_tokens``.
+        ``null_dimension``, ``kruskal``, ``route`` (the fit's extraction
+        method), ``error_emission``, ``error_transmat``, ``n_tokens``.
     """
     tasks = DEFAULT_TASKS if tasks is None else tasks
     if n_features is None:
@@ -130,12 +134,13 @@ def landscape(
     elif not isinstance(n_features, dict):
         n_features = {e: int(n_features) for e in emissions}
     rows = []
+    total = len(emissions) * len(tasks)
     for emission in emissions:
         d = n_features[emission]
         for task in tasks:
             name = " + ".join(task) if isinstance(task, list | tuple) else task
             if progress is not None:
-                progress(f"{emission:<11} {name}")
+                progress(f"[{len(rows) + 1}/{total}] {emission:<11} {name}")
             report = check_task(
                 list(task) if isinstance(task, tuple) else task,
                 emission=emission,
@@ -143,10 +148,10 @@ def landscape(
                 n_features=d,
                 random_state=random_state,
             )
-            err_e, err_t = (
+            err_e, err_t, route = (
                 _recovery(task, emission, n_components, d, n_tokens, random_state)
                 if fit
-                else (np.nan, np.nan)
+                else (np.nan, np.nan, "-")
             )
             rows.append(
                 {
@@ -160,6 +165,7 @@ def landscape(
                         if report.kruskal is None
                         else ("holds" if report.kruskal.holds else "fails")
                     ),
+                    "route": route,
                     "error_emission": float(err_e),
                     "error_transmat": float(err_t),
                     "n_tokens": int(n_tokens),
@@ -172,11 +178,12 @@ def format_landscape(rows):
     """Aligned text table of :func:`landscape` rows."""
     columns = [
         ("task", "task"),
-        ("emission", "tokens"),
+        ("emission", "token type"),
         ("theory", "theory (paper)"),
         ("verdict", "numeric verdict"),
         ("null_dimension", "null dim"),
         ("kruskal", "Kruskal"),
+        ("route", "route"),
         ("error_emission", "err emission"),
         ("error_transmat", "err transmat"),
     ]
@@ -195,7 +202,21 @@ def format_landscape(rows):
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in table
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    return "\n".join(lines + ["", *_LEGEND])
+
+
+_LEGEND = (
+    "null dim: dimension of the family of HMMs sharing the task's optimal "
+    "predictor (0: locally identifiable).",
+    "Kruskal: Kruskal's uniqueness condition on the predictor tensor's CP "
+    "factors (tensor targets only).",
+    "route: how the estimator read the HMM out (cp: tensor decomposition; "
+    "predictor matching: fitting the HMM's exact predictor; posterior: "
+    "Gaussian posterior form; "
+    "degree p: Gaussian token features [x, ..., x^p, 1]).",
+    "-: not covered by the paper, not applicable, or not fitted. n/a: no "
+    "estimator fits the task (joint tasks) or no model can be sampled.",
+)
 
 
 _CURVES = {
@@ -240,7 +261,7 @@ def plot_recovery_curves(path, *, n_components, n_features, random_state=0):
                 random_state=random_state,
             ).verdict
             errors = [
-                max(_recovery(task, emission, n_components, d, n, random_state))
+                max(_recovery(task, emission, n_components, d, n, random_state)[:2])
                 for n in sizes
             ]
             ax.loglog(

@@ -38,6 +38,12 @@ def _table(out):
     return out.stdout.splitlines()[1:]
 
 
+def _body(out):
+    """The table's rows: between the rule and the blank line of the legend."""
+    table = _table(out)
+    return table[2 : table.index("")]
+
+
 def _cells(line):
     """Cells of a table line (columns are separated by two or more spaces)."""
     return re.split(r"\s{2,}", line.strip())
@@ -67,10 +73,13 @@ def test_landscape_prints_the_computed_rows():
     )
     assert _table(out) == format_landscape(rows).splitlines()
     # column titles, rule, then every default task for both token types
-    assert len(_table(out)) == 2 + 2 * len(DEFAULT_TASKS) == 2 + len(rows)
+    assert len(_body(out)) == 2 * len(DEFAULT_TASKS) == len(rows)
     assert out.stderr.count("[landscape]") == len(rows)  # one progress line a row
+    total = len(rows)
+    assert f"[landscape] [1/{total}] categorical" in out.stderr
+    assert f"[landscape] [{total}/{total}] gaussian" in out.stderr
     # the printed null dimensions are check_task's, not a table's
-    for line, row in zip(_table(out)[2:], rows, strict=True):
+    for line, row in zip(_body(out), rows, strict=True):
         task, emission, _, verdict, null_dim, *_ = _cells(line)
         report = check_task(
             task,
@@ -102,7 +111,7 @@ def test_printed_tasks_round_trip_as_tasks(capsys):
     land = ("landscape", "--no-fit", "--emissions", "categorical")
     first = _run(*land)
     assert first.returncode == 0, first.stderr
-    printed = [_cells(line)[0] for line in _table(first)[2:]]
+    printed = [_cells(line)[0] for line in _body(first)]
     joint = "1->2 + 2->1 + 1->3 + 3->1 + 2->3 + 3->2"
     assert joint in printed
     again = _main(capsys, *land, "--tasks", *printed)
@@ -113,7 +122,7 @@ def test_printed_tasks_round_trip_as_tasks(capsys):
     unquoted = _main(capsys, *land, "--tasks", "1,3->2", *joint.split())
     assert quoted.returncode == unquoted.returncode == 0, unquoted.stderr
     assert unquoted.stdout == quoted.stdout
-    assert [_cells(line)[0] for line in _table(quoted)[2:]] == ["1,3->2", joint]
+    assert [_cells(line)[0] for line in _body(quoted)] == ["1,3->2", joint]
 
 
 @pytest.mark.parametrize(

@@ -475,7 +475,18 @@ def test_metrics_alignment_and_scorer():
             ValueError,
             "one-token task",
         ),
-        (MaskedGaussianHMM(5), np.zeros((10, 3, 2)), ValueError, "at most 3 states"),
+        (
+            MaskedGaussianHMM(5, feature_degree=1),
+            np.zeros((10, 3, 2)),
+            ValueError,
+            "feature_degree=1 on 2-dimensional tokens.*at most 3 states",
+        ),
+        (
+            MaskedGaussianHMM(4, task="1->2"),
+            np.zeros((10, 3, 2)),
+            ValueError,
+            "posterior form.*at most 3 states",
+        ),
     ],
 )
 def test_bad_configurations(est, X, exc, match):

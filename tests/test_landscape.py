@@ -69,6 +69,7 @@ def test_format_landscape_lines_and_missing_errors():
             "verdict": "identifiable",
             "null_dimension": 0,
             "kruskal": "holds",
+            "route": "cp",
             "error_emission": err,
             "error_transmat": err,
             "n_tokens": 10,
@@ -76,8 +77,15 @@ def test_format_landscape_lines_and_missing_errors():
 
     rows = [row("1->2*3", 0.01234), row("a much longer task name", np.nan)]
     lines = format_landscape(rows).splitlines()
-    assert len(lines) == 2 + len(rows)  # header, rule, one line per row
-    assert lines[0].split()[:2] == ["task", "tokens"] and "Kruskal" in lines[0]
+    legend = lines[2 + len(rows) :]
+    lines = lines[: 2 + len(rows)]  # header, rule, one line per row
+    assert legend[0] == "" and len(legend) == 5
+    assert [line.split(":")[0] for line in legend[1:4]] == [
+        "null dim",
+        "Kruskal",
+        "route",
+    ]
+    assert lines[0].split()[:3] == ["task", "token", "type"] and "route" in lines[0]
     assert set(lines[1].replace(" ", "")) == {"-"}
     assert lines[2].split()[-2:] == ["0.012", "0.012"]  # three decimals
     assert lines[3].split()[-2:] == ["n/a", "n/a"]
@@ -90,4 +98,5 @@ def test_format_landscape_lines_and_missing_errors():
     for line in lines[2:]:
         assert all(line[s - 1] == " " for s in starts[1:])
     assert lines[3].startswith("a much longer task name")
-    assert format_landscape([]).count("\n") == 1  # header and rule only
+    # header and rule only, then the legend
+    assert format_landscape([]).splitlines()[2:] == legend

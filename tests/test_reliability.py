@@ -149,10 +149,10 @@ BAD_INPUTS = [
         "too large to be identifiable",
     ),
     (
-        "n_components beyond d+1 (Gaussian)",
-        lambda: MaskedGaussianHMM(5).fit(GAU),
+        "n_components beyond d * feature_degree + 1 (Gaussian)",
+        lambda: MaskedGaussianHMM(5, feature_degree=1).fit(GAU),
         ValueError,
-        "too large to be identifiable",
+        "too large for feature_degree=1",
     ),
     (
         "unknown task spelling",

@@ -7,7 +7,9 @@ from sk_maskid import _statistics
 from sk_maskid._statistics import (
     MAX_TABLE_SIZE,
     categorical_counts,
+    framed_gaussian_moments,
     gaussian_moments,
+    reframe_gaussian_moments,
     sub_window_offsets,
 )
 
@@ -151,3 +153,45 @@ def test_gaussian_moments_are_additive_over_chunks():
             sum(c[key] for c in chunks), whole[key], rtol=1e-12, atol=1e-10
         )
     assert sum(c["n"] for c in chunks) == whole["n"]
+
+
+def _features(x, degree):
+    """[x, x^2, ..., x^degree, 1], the brute-force way."""
+    return np.concatenate([x**j for j in range(1, degree + 1)] + [[1.0]])
+
+
+@pytest.mark.parametrize("degree, d", [(2, 1), (3, 2), (7, 1)])
+def test_feature_moments_match_brute_force(degree, d):
+    rng = np.random.default_rng(degree)
+    X = rng.standard_normal((20, 5, d))
+    X[3, 2] = np.nan  # a masked token drops its sub-windows
+    stats = gaussian_moments(X, (1, 2, 4), degree)
+    D = d * degree + 1
+    m3 = np.zeros((D,) * 3)
+    m_sq = np.zeros((D, d))
+    n = 0
+    for window in X:
+        for off in range(2):
+            a, b, c = (window[off + s - 1] for s in (1, 2, 4))
+            if np.isnan(a[0]) or np.isnan(b[0]) or np.isnan(c[0]):
+                continue
+            fa, fb, fc = (_features(x, degree) for x in (a, b, c))
+            m3 += np.einsum("i,j,k->ijk", fa, fb, fc)
+            m_sq += np.outer(fa, b**2)
+            n += 1
+    assert stats["m3"].shape == (D,) * 3 and stats["n"] == n
+    np.testing.assert_allclose(stats["m3"], m3, rtol=1e-11, atol=1e-9)
+    np.testing.assert_allclose(stats["m_sq"], m_sq, rtol=1e-11, atol=1e-9)
+
+
+@pytest.mark.parametrize("degree", [1, 3])
+def test_reframed_feature_moments_equal_moments_taken_in_the_new_frame(degree):
+    # (a z + b)^j expands into the powers of z: exact to rounding
+    rng = np.random.default_rng(5)
+    X = 3.0 + 2.0 * rng.standard_normal((50, 4, 2))
+    stats = framed_gaussian_moments(X, (1, 2, 3), degree)
+    offset, scale = np.array([1.0, -2.0]), 4.0
+    moved = reframe_gaussian_moments(stats, offset, scale)
+    direct = gaussian_moments((X - offset) / scale, (1, 2, 3), degree)
+    for key in ("m3", "m_sq"):
+        np.testing.assert_allclose(moved[key], direct[key], rtol=1e-10, atol=1e-9)

@@ -440,7 +440,7 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
             f"{result.n_iter} iterations ({time.perf_counter() - start:.2f} s)"
         )
         identifiable, reason = self._identifiability(
-            task, state[self._size_name], result.finite_ambiguity
+            task, state, result.finite_ambiguity
         )
         attrs = {
             **_model_attributes(result.model),
@@ -580,11 +580,21 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
         for message, category in pending:
             warnings.warn(message, category, stacklevel=depth + 2)
 
-    def _identifiability(self, task, n_features, finite_ambiguity):
+    def _verdict_options(self, state):
+        """Keyword arguments of :func:`fit_verdict` beyond the sizes."""
+        return {}
+
+    def _identifiability(self, task, state, finite_ambiguity):
         """``(identifiable, reason)``: True, False or None (not checked)."""
         if not self.check_identifiability:
             return None, "not checked (check_identifiability=False)"
-        verdict = fit_verdict(task.spec, self._emission, self.n_components, n_features)
+        verdict = fit_verdict(
+            task.spec,
+            self._emission,
+            self.n_components,
+            state[self._size_name],
+            **self._verdict_options(state),
+        )
         if verdict.identifiable is None:
             return None, f"not checked: {verdict.reason}"
         if not verdict.identifiable:
