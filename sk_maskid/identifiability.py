@@ -766,8 +766,23 @@ def check_task(
         else:
             why = "the generic answer"
         reason += f"; the Jacobian was computed with {d_used} of the {d} {unit} ({why})"
+    return _report(
+        worst,
+        name,
+        emission,
+        k,
+        d,
+        verdict,
+        kruskal,
+        reason,
+        _theory(tasks, emission, k, d),
+    )
+
+
+def _report(worst, task, emission, k, d, verdict, kruskal, reason, theory):
+    """An :class:`IdentifiabilityReport` with ``worst``'s Jacobian figures."""
     return IdentifiabilityReport(
-        task=name,
+        task=task,
         emission=emission,
         n_components=k,
         n_features=d,
@@ -777,7 +792,7 @@ def check_task(
         null_dimension=worst.null_dimension,
         kruskal=kruskal,
         reason=reason,
-        theory=_theory(tasks, emission, k, d),
+        theory=theory,
     )
 
 
@@ -817,16 +832,4 @@ def _feature_report(tasks, k, d, degree, n_trials, rng):
             if kruskal.holds
             else ", although Kruskal's sufficient condition fails"
         )
-    return IdentifiabilityReport(
-        task=task.spec,
-        emission="gaussian",
-        n_components=k,
-        n_features=d,
-        verdict=verdict,
-        n_free_parameters=worst.n_free_parameters,
-        jacobian_rank=worst.jacobian_rank,
-        null_dimension=worst.null_dimension,
-        kruskal=kruskal,
-        reason=reason,
-        theory=None,
-    )
+    return _report(worst, task.spec, "gaussian", k, d, verdict, kruskal, reason, None)
