@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import Pipeline
@@ -663,3 +664,24 @@ def test_identifiability_check_can_be_skipped_and_is_cheap_at_large_sizes():
         big = MaskedCategoricalHMM(10, n_features=12, max_iter=50, random_state=0)
         big.fit(Y)
     assert big.identifiable_ is True and np.all(np.isfinite(big.transmat_))
+
+
+def test_convergence_warnings_name_the_cap_that_was_hit():
+    X = make_categorical_hmm(3, 6, random_state=0).sample(2000, 6, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="max_iter=1 iterations"):
+        est = MaskedCategoricalHMM(3, max_iter=1, random_state=0).fit(X)
+    assert est.converged_ is False
+    with pytest.warns(ConvergenceWarning, match="refine_iter=2 E-steps"):
+        MaskedCategoricalHMM(3, refine="em", refine_iter=2, random_state=0).fit(X)
+
+
+def test_a_converged_refinement_supersedes_the_extractions_cap():
+    # The returned parameters are EM's optimum: the read-out's unfinished
+    # optimiser no longer bears on them, so no warning about it.
+    X = make_categorical_hmm(3, 6, random_state=0).sample(2000, 6, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est = MaskedCategoricalHMM(
+            3, max_iter=1, refine="em", refine_starts=1, random_state=0
+        ).fit(X)
+    assert est.converged_ is True and est.extraction_n_iter_ == 1

@@ -486,7 +486,13 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
         attrs["task_"] = task
         for name, value in attrs.items():
             setattr(self, name, value)
-        return self._pending_warnings(result, task, identifiable, reason) + pending
+        # a converged EM refinement replaces the read-out: the extraction's
+        # optimiser cap no longer bears on the returned parameters
+        superseded = bool(attrs["refine_history_"]) and bool(attrs["converged_"])
+        return (
+            self._pending_warnings(result, task, identifiable, reason, superseded)
+            + pending
+        )
 
     def _refine(self, model, data):
         """EM from the extracted model: the attributes to update, and warnings."""
@@ -528,9 +534,9 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
             )
         return attrs, pending
 
-    def _pending_warnings(self, result, task, identifiable, reason):
+    def _pending_warnings(self, result, task, identifiable, reason, superseded):
         pending = [(message, ExtractionWarning) for message in result.messages]
-        if not result.converged:
+        if not result.converged and not superseded:
             pending.append(
                 (
                     f"the extraction's optimiser stopped at max_iter={self.max_iter} "
