@@ -41,14 +41,15 @@ _LANDSCAPE_SELF_TRANSITION = 0.5
 def _recovery(task, emission, k, d, n_tokens, random_state):
     """Max-abs recovery errors of the package's estimator on sampled data.
 
-    Returns ``(emission_error, transmat_error, route)``: errors NaN and
-    route "n/a" where no estimator fits the task (joint tasks; Gaussian
+    Returns ``(emission_error, transmat_error, route, notes)``: errors NaN
+    and route "n/a" where no estimator fits the task (joint tasks; Gaussian
     tasks outside the supported forms) and where no model can be sampled
     (``k > d``: the datasets' models have an emission or mean matrix of full
-    column rank). The route is the extraction method the fit used.
+    column rank). The route is the extraction method the fit used, the
+    notes the fit's warnings (other than non-identifiability).
     """
     if isinstance(task, list | tuple) or k > d:
-        return np.nan, np.nan, "n/a"
+        return np.nan, np.nan, "n/a", ()
     task = parse_task(task)
     window = max(task.span, 3) + 2
     # Persistent states (self_transition=0.5), as in most applications, keep
@@ -68,7 +69,7 @@ def _recovery(task, emission, k, d, n_tokens, random_state):
     else:
         single = len(task.observed) == 1 and len(task.targets) == 1
         if not single or len(task.targets[0]) > 2:
-            return np.nan, np.nan, "n/a"
+            return np.nan, np.nan, "n/a", ()
         model = make_gaussian_hmm(
             k, d, self_transition=_LANDSCAPE_SELF_TRANSITION, random_state=random_state
         )
@@ -78,14 +79,18 @@ def _recovery(task, emission, k, d, n_tokens, random_state):
     X = model.sample(
         max(int(n_tokens) // window, 10), window, random_state=random_state
     )
-    with warnings.catch_warnings():
+    # the verdict column already says what NonIdentifiabilityWarning would;
+    # other warnings become the row's notes, printed under the table
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         warnings.simplefilter("ignore", NonIdentifiabilityWarning)
         est.fit(X)
+    notes = tuple(dict.fromkeys(f"{w.category.__name__}: {w.message}" for w in caught))
     errors = recovery_error(model, est)
     route = est.extraction_method_
     if getattr(est, "feature_degree_", None):
         route += f" (degree {est.feature_degree_})"
-    return errors["emission"], errors["transmat"], route
+    return errors["emission"], errors["transmat"], route, notes
 
 
 def landscape(
@@ -126,7 +131,8 @@ def landscape(
     list of dict
         Keys: ``task``, ``emission``, ``theory``, ``verdict``,
         ``null_dimension``, ``kruskal``, ``route`` (the fit's extraction
-        method), ``error_emission``, ``error_transmat``, ``n_tokens``.
+        method), ``error_emission``, ``error_transmat``, ``n_tokens``,
+        ``notes`` (the fit's warnings other than non-identifiability).
     """
     tasks = DEFAULT_TASKS if tasks is None else tasks
     if n_features is None:
@@ -148,10 +154,10 @@ def landscape(
                 n_features=d,
                 random_state=random_state,
             )
-            err_e, err_t, route = (
+            err_e, err_t, route, notes = (
                 _recovery(task, emission, n_components, d, n_tokens, random_state)
                 if fit
-                else (np.nan, np.nan, "-")
+                else (np.nan, np.nan, "-", ())
             )
             rows.append(
                 {
@@ -169,6 +175,7 @@ def landscape(
                     "error_emission": float(err_e),
                     "error_transmat": float(err_t),
                     "n_tokens": int(n_tokens),
+                    "notes": list(notes),
                 }
             )
     return rows
@@ -202,7 +209,16 @@ def format_landscape(rows):
         "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in table
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines + ["", *_LEGEND])
+    notes = [
+        f"  {row['task']} ({row['emission']}): {note}"
+        for row in rows
+        for note in row.get("notes", ())
+    ]
+    if notes:
+        notes.insert(
+            0, "Warnings of the recovery fits (small samples, non-identifying tasks):"
+        )
+    return "\n".join(lines + ["", *_LEGEND] + notes)
 
 
 _LEGEND = (

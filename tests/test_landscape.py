@@ -100,3 +100,18 @@ def test_format_landscape_lines_and_missing_errors():
     assert lines[3].startswith("a much longer task name")
     # header and rule only, then the legend
     assert format_landscape([]).splitlines()[2:] == legend
+
+
+def test_fit_warnings_are_listed_under_the_table_not_raised():
+    rows = landscape(
+        tasks=["1->2*3"], emissions=("categorical",), n_tokens=2000, random_state=0
+    )
+    assert isinstance(rows[0]["notes"], list)
+    rows[0]["notes"] = ["ExtractionWarning: something to say"]
+    text = format_landscape(rows)
+    assert text.splitlines()[-2:] == [
+        "Warnings raised by the recovery fits:",
+        "  1->2*3 (categorical): ExtractionWarning: something to say",
+    ]
+    rows[0]["notes"] = []
+    assert "Warnings raised" not in format_landscape(rows)
