@@ -215,9 +215,7 @@ def format_landscape(rows):
         for note in row.get("notes", ())
     ]
     if notes:
-        notes.insert(
-            0, "Warnings of the recovery fits (small samples, non-identifying tasks):"
-        )
+        notes.insert(0, "Warnings raised by the recovery fits:")
     return "\n".join(lines + ["", *_LEGEND] + notes)
 
 
