@@ -100,3 +100,17 @@ def test_partial_fit_equals_fit_with_features():
     np.testing.assert_allclose(
         np.sort(parts.means_[:, 0]), full.means_[order, 0], atol=1e-6
     )
+
+
+@pytest.mark.parametrize("scale, shift", [(1e-6, 0.0), (1e3, 0.0), (1.0, 1e4)])
+def test_feature_route_is_equivariant(scale, shift):
+    # standardised internally: scaling or shifting the data moves the fit
+    model = _model(np.linspace(-3, 3, 4)[:, None])
+    X = model.sample(400, 100, random_state=4)
+    base = MaskedGaussianHMM(4, random_state=0).fit(X)
+    moved = MaskedGaussianHMM(4, random_state=0, min_covar=1e-3 * scale**2).fit(
+        X * scale + shift
+    )
+    np.testing.assert_allclose(moved.means_, base.means_ * scale + shift, rtol=1e-6)
+    np.testing.assert_allclose(moved.covars_, base.covars_ * scale**2, rtol=1e-6)
+    np.testing.assert_allclose(moved.transmat_, base.transmat_, atol=1e-8)
