@@ -313,6 +313,21 @@ def _posterior_form_loss(params, X_in, Y, gap, k, m2, min_covar):
     return value, np.concatenate([dM.ravel(), dbeta.ravel(), dalpha])
 
 
+def _chunked_loss(params, pairs, gap, k, m2, min_covar):
+    """:func:`_posterior_form_loss` over all of ``pairs``, chunk by chunk.
+
+    The loss and its gradient are means over pairs: each chunk's are
+    weighted by its share.
+    """
+    value, grad = 0.0, 0.0
+    for earlier, later in pairs.chunks():
+        if len(earlier):
+            v, g = _posterior_form_loss(params, earlier, later, gap, k, m2, min_covar)
+            share = len(earlier) / pairs.count
+            value, grad = value + share * v, grad + share * g
+    return value, grad
+
+
 def fit_gaussian_posterior(
     X_in,
     Y,
@@ -324,6 +339,7 @@ def fit_gaussian_posterior(
     min_covar=1e-3,
     max_iter=500,
     tol=1e-10,
+    all_pairs=None,
 ):
     """Fit the tied posterior-form predictor ``E[x_{t+gap} | x_t]`` by L-BFGS.
 
@@ -344,6 +360,11 @@ def fit_gaussian_posterior(
         L-BFGS iterations per start.
     tol : float, default=1e-10
         L-BFGS ``ftol``.
+    all_pairs : TokenPairs, default=None
+        If ``X_in, Y`` are a sample of these, the best start then continues
+        on all of them, the loss summed chunk by chunk (bounded memory), to
+        ``ftol = max(tol, 0.01 / count)``: mean squared errors closer than
+        that are far below the sampling noise.
 
     Returns
     -------
@@ -373,6 +394,21 @@ def fit_gaussian_posterior(
         tol=tol,
         gtol=1e-10,
     )
+    if all_pairs is not None:
+        n_iter = best.nit
+        best = minimize(
+            _chunked_loss,
+            best.x,
+            args=(all_pairs, gap, k, m2, min_covar),
+            jac=True,
+            method="L-BFGS-B",
+            options={
+                "maxiter": max_iter,
+                "ftol": max(tol, 0.01 / all_pairs.count),
+                "gtol": 1e-10,
+            },
+        )
+        best.nit += n_iter
     M = best.x[: k * d].reshape(k, d)
     transmat = softmax_rows(best.x[k * d : k * d + k * k].reshape(k, k))
     pi = softmax_rows(best.x[k * d + k * k :])

@@ -229,3 +229,72 @@ def reframe_gaussian_moments(stats, offset, scale):
         "offset": np.asarray(offset, dtype=float),
         "scale": float(scale),
     }
+
+
+# Pairs per chunk of :class:`TokenPairs`: bounds the temporaries of a pass.
+_PAIR_CHUNK = 1_000_000
+
+
+class TokenPairs:
+    """The pairs ``(x_t, x_{t+gap})`` of windows, standardised, chunk by chunk.
+
+    Holds a reference to the windows, not the pairs: a pass produces them in
+    chunks of about ``_PAIR_CHUNK`` pairs (in the data's frame ``(x -
+    offset) / scale``; pairs with a masked token dropped), so memory does not
+    grow with the data. ``count``, ``sum_sq`` and ``n_tokens`` come from one
+    pass at construction.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_windows, window_length, n_features)
+    offset, scale : the frame
+    first : int
+        0-based position of the earlier token of the first pair.
+    gap : int
+        Positions between the two tokens of a pair.
+    n_offsets : int
+        Pairs per window.
+    """
+
+    def __init__(self, X, offset, scale, first, gap, n_offsets):
+        self.X, self.offset, self.scale = X, offset, scale
+        self.first, self.gap, self.n_offsets = first, gap, n_offsets
+        self._rows = max(1, _PAIR_CHUNK // max(n_offsets, 1))
+        self.count, self.sum_sq, self.n_tokens = 0, 0.0, 0
+        for lo in range(0, len(X), self._rows):
+            block = (X[lo : lo + self._rows] - offset) / scale
+            self.sum_sq += float(np.nansum(block**2))
+            self.n_tokens += int(np.count_nonzero(~np.isnan(block[..., 0])))
+            self.count += len(self._pairs(block)[0])
+
+    def _pairs(self, block):
+        d = block.shape[2]
+        lo, n = self.first, self.n_offsets
+        earlier = block[:, lo : lo + n].reshape(-1, d)
+        later = block[:, lo + self.gap : lo + self.gap + n].reshape(-1, d)
+        keep = ~(np.isnan(earlier[:, 0]) | np.isnan(later[:, 0]))
+        if not keep.all():  # a pair with a masked token says nothing
+            earlier, later = earlier[keep], later[keep]
+        return earlier, later
+
+    def chunks(self):
+        """Yield ``(earlier, later)`` arrays over all pairs, in order."""
+        for lo in range(0, len(self.X), self._rows):
+            yield self._pairs((self.X[lo : lo + self._rows] - self.offset) / self.scale)
+
+    def sample(self, budget, random_state):
+        """All pairs in order if there are at most ``budget``; otherwise a
+        uniform sample of about ``budget`` of them (masked pairs dropped)."""
+        if self.count <= budget:
+            parts = list(self.chunks())
+            return tuple(np.concatenate([p[i] for p in parts]) for i in (0, 1))
+        index = np.sort(
+            random_state.choice(len(self.X) * self.n_offsets, budget, replace=False)
+        )
+        rows, offsets = np.divmod(index, self.n_offsets)
+        earlier = (self.X[rows, self.first + offsets] - self.offset) / self.scale
+        later = (
+            self.X[rows, self.first + self.gap + offsets] - self.offset
+        ) / self.scale
+        keep = ~(np.isnan(earlier[:, 0]) | np.isnan(later[:, 0]))
+        return earlier[keep], later[keep]

@@ -13,7 +13,7 @@ from oracles import categorical_expectation, categorical_joint, path_probabiliti
 
 from sk_maskid import GaussianHMMModel, make_categorical_hmm, make_gaussian_hmm
 from sk_maskid._cp import cp_decompose
-from sk_maskid._statistics import gaussian_moments
+from sk_maskid._statistics import TokenPairs, gaussian_moments
 from sk_maskid.extraction import (
     PROB_FLOOR,
     _floor,
@@ -281,12 +281,8 @@ def test_extract_gaussian_is_degenerate_on_constant_tokens(form):
         stats = gaussian_moments(X, task.positions)
     else:
         task = parse_task("1->2")
-        stats = {
-            "earlier": X[:, 0],
-            "later": X[:, 1],
-            "sq": float(np.sum(X**2)),
-            "n_tokens": X.shape[0] * X.shape[1],
-        }
+        pairs = TokenPairs(X, np.zeros(2), 1.0, 0, 1, 1)  # tokens 1 and 2
+        stats = {"pairs": pairs, "sq": pairs.sum_sq, "n_tokens": pairs.n_tokens}
     ex = extract_gaussian(stats, task, 2, form=form, min_covar=1e-3, random_state=0)
     assert ex.method == "degenerate" and np.isnan(ex.fit_error)
     assert any("rank 1 < n_components=2" in m for m in ex.messages)

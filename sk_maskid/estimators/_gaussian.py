@@ -12,6 +12,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from .._statistics import (
+    TokenPairs,
     framed_gaussian_moments,
     observed_tokens,
     reframe_gaussian_moments,
@@ -279,28 +280,25 @@ converged_, refine_history_, train_score_, iid_score_ :
             return self._sum_over_chunks(
                 framed_gaussian_moments, X, task.positions, state["feature_degree_"]
             )
-        # The posterior form is fitted on data, not on sums: keep the token
-        # pairs (earlier, later) and the sums that pin the variance. A
-        # backward task ("2->1") sees the same pairs: its HMM is fitted
-        # through the forward form E[later | earlier].
-        offset, scale = token_frame(X)
-        X = (X - offset) / scale  # the data's own frame: any units fit alike
+        # The posterior form is fitted on data, not on sums: the token pairs
+        # (earlier, later), produced chunk by chunk from the windows, and the
+        # sums that pin the variance. A backward task ("2->1") sees the same
+        # pairs: its HMM is fitted through the forward form E[later | earlier].
+        offset, scale = token_frame(X)  # the data's own frame: any units fit alike
         a, b = task.observed[0], task.targets[0][0]
-        n_off = sub_window_offsets(X.shape[1], max(a, b))
-        lo = min(a, b) - 1
-        gap = abs(b - a)
-        starts = X[:, lo : lo + n_off].reshape(-1, X.shape[2])
-        ends = X[:, lo + gap : lo + gap + n_off].reshape(-1, X.shape[2])
-        masked = np.isnan(X[..., 0])
-        if masked.any():  # a pair with a masked token says nothing
-            keep = ~(np.isnan(starts[:, 0]) | np.isnan(ends[:, 0]))
-            starts, ends = starts[keep], ends[keep]
+        pairs = TokenPairs(
+            X,
+            offset,
+            scale,
+            min(a, b) - 1,
+            abs(b - a),
+            sub_window_offsets(X.shape[1], max(a, b)),
+        )
         return {
-            "n": float(len(starts)),
-            "sq": float(np.nansum(X**2)),
-            "n_tokens": float(np.count_nonzero(~masked)),
-            "earlier": starts,
-            "later": ends,
+            "n": float(pairs.count),
+            "sq": pairs.sum_sq,
+            "n_tokens": float(pairs.n_tokens),
+            "pairs": pairs,
             "offset": offset,
             "scale": scale,
         }
@@ -381,8 +379,8 @@ converged_, refine_history_, train_score_, iid_score_ :
         return k * d + (k if self.covariance_type == "spherical" else k * d)
 
     def _persistent_statistics(self, stats):
-        # the posterior form's token pairs grow with the data: not kept
-        return {k: v for k, v in stats.items() if k not in ("earlier", "later")}
+        # the posterior form's token pairs are the data: not kept
+        return {k: v for k, v in stats.items() if k != "pairs"}
 
     def _partial_fit_available(self):
         try:
