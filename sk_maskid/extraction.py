@@ -102,7 +102,7 @@ def _relative_noise(joint, n):
 
 
 # The posterior form's starts are fitted on at most this many token pairs; the
-# best then runs on all of them (measured: 1e7 tokens ... see bench).
+# best then runs on all of them, chunk by chunk (benchmarks/bench_posterior.py).
 _PAIR_BUDGET = 100_000
 
 # k-means++ seeds of the posterior form are drawn from at most this many tokens.
