@@ -67,8 +67,9 @@ def _recovery(task, emission, k, d, n_tokens, random_state):
             random_state=random_state,
         )
     else:
-        single = len(task.observed) == 1 and len(task.targets) == 1
-        if not single or len(task.targets[0]) > 2:
+        try:  # the estimator says which tasks it fits
+            MaskedGaussianHMM(task=task.spec)._resolve_predictor(task)
+        except ValueError:
             return np.nan, np.nan, "n/a", ()
         model = make_gaussian_hmm(
             k, d, self_transition=_LANDSCAPE_SELF_TRANSITION, random_state=random_state

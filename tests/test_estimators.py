@@ -471,7 +471,7 @@ def test_metrics_alignment_and_scorer():
             "n_components",
         ),
         (
-            MaskedGaussianHMM(task="1,2->3"),
+            MaskedGaussianHMM(task="1,2,4->3"),
             np.zeros((10, 3)),
             ValueError,
             "one-token task",

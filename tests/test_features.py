@@ -114,3 +114,19 @@ def test_feature_route_is_equivariant(scale, shift):
     np.testing.assert_allclose(moved.means_, base.means_ * scale + shift, rtol=1e-6)
     np.testing.assert_allclose(moved.covars_, base.covars_ * scale**2, rtol=1e-6)
     np.testing.assert_allclose(moved.transmat_, base.transmat_, atol=1e-8)
+
+
+def test_two_observed_one_target_task_reads_the_same_moments():
+    # E[x~_1 ⊗ E[x_2 | x_1, x_3] ⊗ x~_3] is the third moment of the three
+    # positions: "1,3->2" is fitted from exactly the statistic of "1->2*3"
+    model = _model(np.array([[-2.0, 0.5], [0.0, -1.5], [2.0, 1.0]]))
+    X = model.sample(2000, 100, random_state=0)
+    middle = MaskedGaussianHMM(3, task="1,3->2", random_state=0).fit(X)
+    tensor = MaskedGaussianHMM(3, task="1->2*3", random_state=0).fit(X)
+    assert middle.predictor_form_ == "moments" and middle.identifiable_ is True
+    np.testing.assert_array_equal(middle.means_, tensor.means_)
+    np.testing.assert_array_equal(middle.transmat_, tensor.transmat_)
+    assert recovery_error(model, middle)["emission"] <= 0.1
+    assert middle.predict(X[:5]).shape == (5, 2)
+    with pytest.raises(ValueError, match="linear in the predicted token"):
+        MaskedGaussianHMM(4, task="1,3->2").fit(X)

@@ -34,6 +34,24 @@ __all__ = ["MaskedGaussianHMM"]
 MAX_FEATURE_DEGREE = 8
 
 
+def _two_sided(task):
+    """Positions of a task with two observed tokens and one target token.
+
+    Its optimal predictor ``f = E[x_b | x_a, x_c]`` gives the third moment
+    of the three positions, ``E[x~_a ⊗ f ⊗ x~_c] = E[x~_a ⊗ x~_b ⊗ x~_c]``
+    (in the tasks' position order), so the moments form reads the HMM out
+    of it as it does for ``"1->2*3"``.
+    """
+    if (
+        len(task.observed) == 2
+        and len(task.targets) == 1
+        and len(task.targets[0]) == 1
+        and len(task.positions) == 3
+    ):
+        return task.positions
+    return None
+
+
 class MaskedGaussianHMM(_BaseMaskedHMM):
     """Masked-prediction estimator for HMMs with Gaussian tokens.
 
@@ -48,7 +66,9 @@ class MaskedGaussianHMM(_BaseMaskedHMM):
       (``x~ = [x; 1]``) it tells apart at most ``d + 1`` states, whose
       variances come from ``E[x~_{s1} ⊗ x_{s2}^2]``; degree ``p`` tells apart
       ``d p + 1`` (the feature means of distinct Gaussians are generically
-      linearly independent).
+      linearly independent). Tasks with two observed tokens and one target
+      (``"1,3->2"``) use the same tensor, which their predictor determines
+      (``E[x~_a ⊗ f(x_a, x_c) ⊗ x~_c]``), with ``p = 1``.
     * ``"posterior"`` (one token from another, e.g. ``"1->2"``, ``"2->1"``,
       ``"1->3"``): the paper's tied parametric form
       ``E[x_b | x_a] = M T^g softmax(M^T x_a / s2 + b)``, fitted by L-BFGS
@@ -64,8 +84,9 @@ class MaskedGaussianHMM(_BaseMaskedHMM):
     task : str or MaskedTask, default="1->2*3"
         Masked-prediction task.
     predictor : {"auto", "moments", "posterior"}, default="auto"
-        Predictor form; "auto" picks "moments" for tensor tasks and
-        "posterior" for single-token tasks.
+        Predictor form; "auto" picks "moments" for tensor tasks and tasks
+        with two observed tokens and one target, "posterior" for
+        single-token tasks.
     covariance_type : {"spherical", "diag"}, default="diag"
         Form of ``covars_`` (hmmlearn's setter shapes). The posterior form
         estimates one shared variance.
@@ -215,7 +236,7 @@ converged_, refine_history_, train_score_, iid_score_ :
         self.feature_degree = feature_degree
 
     def _resolve_predictor(self, task):
-        route = tensor_route(task)
+        route = tensor_route(task) or _two_sided(task)
         form = self.predictor
         if form == "auto":
             form = "moments" if route is not None else "posterior"
@@ -226,8 +247,10 @@ converged_, refine_history_, train_score_, iid_score_ :
         )
         if form == "moments" and route is None:
             raise ValueError(
-                f"predictor='moments' needs a tensor task with one observed token "
-                f"and a two-token product target (e.g. '1->2*3'), got {task.spec!r}"
+                f"predictor='moments' needs three positions: a tensor task with one "
+                "observed token and a two-token product target (e.g. '1->2*3') or "
+                "two observed tokens and one target (e.g. '1,3->2'), got "
+                f"{task.spec!r}"
             )
         if form == "posterior" and not single:
             raise ValueError(
@@ -252,6 +275,17 @@ converged_, refine_history_, train_score_, iid_score_ :
             degree = self.feature_degree
             if degree == "auto":
                 degree = min(max(1, -(-(k - 1) // d)), MAX_FEATURE_DEGREE)
+            if form == "moments" and _two_sided(task) and k > d + 1:
+                raise ValueError(
+                    f"n_components={k} is too large for task {task.spec!r} on "
+                    f"{d}-dimensional tokens: its predictor is linear in the "
+                    "predicted token, so its moments hold the features [x; 1] of "
+                    f"that token, which tell apart at most {d + 1} states; a "
+                    "tensor task such as '1->2*3' supports more through "
+                    "feature_degree"
+                )
+            if _two_sided(task):
+                degree = 1
             if form == "posterior" and k > d + 1:
                 raise ValueError(
                     f"n_components={k} is too large for the posterior form on "
