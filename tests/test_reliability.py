@@ -224,11 +224,11 @@ BAD_INPUTS = [
         "moments predictor on a pair task",
         lambda: MaskedGaussianHMM(task="1->2", predictor="moments").fit(GAU),
         ValueError,
-        "needs a tensor task",
+        "needs three positions: a tensor task",
     ),
     (
         "unsupported Gaussian task",
-        lambda: MaskedGaussianHMM(task="1,2->3").fit(GAU),
+        lambda: MaskedGaussianHMM(task="1,2,4->3").fit(GAU),
         ValueError,
         "one-token task",
     ),
