@@ -220,3 +220,22 @@ def messages(model, rows):
         row_maps(model, X, starts, chained) for X, starts, _, chained in rows.chunks
     ]
     return split_messages(maps, rows.chunks)
+
+
+def recursions_by_rows(model, X, *, backward):
+    """``(rows, passes)`` for full-width sequences ``X`` laid out in rows.
+
+    ``passes`` yields :func:`rows_forward_backward`'s results chunk by chunk
+    (``beta`` None unless ``backward``), for :meth:`Rows.gather` to put
+    per-token values back in ``X``'s order.
+    """
+    rows = cut_rows(X, np.full(X.shape[0], X.shape[1]))
+    passes = (
+        rows_forward_backward(
+            model, chunk, starts, alpha_in, beta_end if backward else None
+        )
+        for (chunk, starts, _, _), (alpha_in, beta_end) in zip(
+            rows.chunks, messages(model, rows), strict=True
+        )
+    )
+    return rows, passes

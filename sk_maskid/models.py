@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from ._hmm import forward, smooth, stationary, task_expectation, viterbi
-from ._rows import cut_rows, messages, rows_forward_backward, worth_cutting
+from ._rows import recursions_by_rows, worth_cutting
 from ._validation import (
     check_categorical_sequences,
     check_gaussian_sequences,
@@ -136,16 +136,9 @@ class _BaseHMMModel:
         """
         X = self._check_X(X)
         if worth_cutting(X):
-            rows = cut_rows(X, np.full(X.shape[0], X.shape[1]))
-            per_token = []
-            for (chunk, starts, _, _), (alpha_in, _) in zip(
-                rows.chunks, messages(self, rows), strict=True
-            ):
-                _, log_shift, _, c, _ = rows_forward_backward(
-                    self, chunk, starts, alpha_in
-                )
-                with np.errstate(divide="ignore"):
-                    per_token.append(np.log(c) + log_shift)
+            rows, passes = recursions_by_rows(self, X, backward=False)
+            with np.errstate(divide="ignore"):
+                per_token = [np.log(c) + log_shift for _, log_shift, _, c, _ in passes]
             return rows.gather(per_token).sum(axis=1)
         B, log_shift = self._emission_likelihood(X)
         _, c = forward(self.startprob_, self.transmat_, B)
@@ -184,16 +177,8 @@ class _BaseHMMModel:
         """
         X = self._check_X(X)
         if worth_cutting(X):
-            rows = cut_rows(X, np.full(X.shape[0], X.shape[1]))
-            gamma = []
-            for (chunk, starts, _, _), chunk_messages in zip(
-                rows.chunks, messages(self, rows), strict=True
-            ):
-                *_, alpha, _, beta = rows_forward_backward(
-                    self, chunk, starts, *chunk_messages
-                )
-                gamma.append(alpha * beta)
-            gamma = rows.gather(gamma)
+            rows, passes = recursions_by_rows(self, X, backward=True)
+            gamma = rows.gather([alpha * beta for *_, alpha, _, beta in passes])
             return gamma / gamma.sum(axis=2, keepdims=True)
         B, _ = self._emission_likelihood(X)
         return smooth(self.startprob_, self.transmat_, B)[3]
