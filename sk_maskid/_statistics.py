@@ -264,15 +264,21 @@ class TokenPairs:
         for lo in range(0, len(X), self._rows):
             block = (X[lo : lo + self._rows] - offset) / scale
             self.sum_sq += float(np.nansum(block**2))
-            self.n_tokens += int(np.count_nonzero(~np.isnan(block[..., 0])))
-            self.count += len(self._pairs(block)[0])
+            masked = np.isnan(block[..., 0])
+            self.n_tokens += int(np.count_nonzero(~masked))
+            self.count += int(np.count_nonzero(self._kept(masked)))
+
+    def _kept(self, masked):
+        """Which pairs of a block have no masked token, ``(rows, n_offsets)``."""
+        lo, n = self.first, self.n_offsets
+        return ~(masked[:, lo : lo + n] | masked[:, lo + self.gap : lo + self.gap + n])
 
     def _pairs(self, block):
         d = block.shape[2]
         lo, n = self.first, self.n_offsets
         earlier = block[:, lo : lo + n].reshape(-1, d)
         later = block[:, lo + self.gap : lo + self.gap + n].reshape(-1, d)
-        keep = ~(np.isnan(earlier[:, 0]) | np.isnan(later[:, 0]))
+        keep = self._kept(np.isnan(block[..., 0])).ravel()
         if not keep.all():  # a pair with a masked token says nothing
             earlier, later = earlier[keep], later[keep]
         return earlier, later
