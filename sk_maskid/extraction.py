@@ -60,6 +60,8 @@ from ._matching import (
     fit_gaussian_posterior,
     match_categorical_predictor,
     polish_tensor_readout,
+    posterior_parameters,
+    solve_quadratic,
 )
 from .models import CategoricalHMMModel, GaussianHMMModel
 
@@ -555,9 +557,15 @@ def extract_gaussian(
     ----------
     stats : dict
         ``form="moments"``: ``m3``, ``m_sq`` and ``n`` (see
-        :func:`readout_gaussian`); ``form="posterior"``: the token ``pairs``
-        (a :class:`~sk_maskid._statistics.TokenPairs`) and the sums ``sq``
-        and ``n_tokens`` that pin the variance.
+        :func:`readout_gaussian`); ``form="posterior"``: the sums ``sq``
+        and ``n_tokens`` that pin the variance, the frame's ``offset``, and
+        either the token ``pairs`` (a
+        :class:`~sk_maskid._statistics.TokenPairs`: the predictor is fitted
+        on them) or the summed quadratic models ``hessian`` and ``target``
+        of the loss (chunks combined by ``partial_fit``: their minimiser is
+        read out). The posterior form writes the fitted predictor's
+        parameters (``theta``) and, after a fit on pairs, the quadratic
+        model of the loss at them (``hessian``, ``target``) into ``stats``.
     task : MaskedTask
     n_components : int
     form : {"moments", "posterior"}
@@ -621,39 +629,54 @@ def extract_gaussian(
             finite_ambiguity=out["finite_ambiguity"],
             messages=tuple(messages),
         )
-    pairs = stats["pairs"]
-    # L-BFGS from every start on at most _PAIR_BUDGET pairs, then the best on
-    # all of them (in chunks): the full-data optimum at a few passes' cost
-    earlier, later = pairs.sample(_PAIR_BUDGET, rng)
-    # observed tokens first: the k-means++ seeds depend on row order
-    backward = task.targets[0][0] < task.observed[0]
-    tokens = np.vstack([later, earlier] if backward else [earlier, later])
-    mean, second = tokens.mean(axis=0), (tokens**2).mean(axis=0)
-    spread = np.linalg.matrix_rank(
-        tokens - mean, tol=1e-10 * (1 + np.abs(tokens).max())
-    )
-    if spread + 1 < k:
-        messages.append(_rank_message(spread + 1, k))
-        return _placeholder(mean, second, k, min_covar, covariance_type, messages)
     gap = abs(task.targets[0][0] - task.observed[0])
-    out = fit_gaussian_posterior(
-        earlier,
-        later,
-        gap,
-        k,
-        m2=stats["sq"] / stats["n_tokens"],
-        init_means=_seed_means(tokens, k, n_init, rng),
-        min_covar=min_covar,
-        max_iter=max_iter,
-        tol=tol,
-        all_pairs=pairs if pairs.count > len(earlier) else None,
-    )
-    d = tokens.shape[1]
+    m2 = stats["sq"] / stats["n_tokens"]
+    if "pairs" in stats:
+        pairs = stats["pairs"]
+        # L-BFGS from every start on at most _PAIR_BUDGET pairs, then the
+        # best on all of them (Newton steps, one pass each)
+        earlier, later = pairs.sample(_PAIR_BUDGET, rng)
+        # observed tokens first: the k-means++ seeds depend on row order
+        backward = task.targets[0][0] < task.observed[0]
+        tokens = np.vstack([later, earlier] if backward else [earlier, later])
+        mean, second = tokens.mean(axis=0), (tokens**2).mean(axis=0)
+        spread = np.linalg.matrix_rank(
+            tokens - mean, tol=1e-10 * (1 + np.abs(tokens).max())
+        )
+        if spread + 1 < k:
+            messages.append(_rank_message(spread + 1, k))
+            return _placeholder(mean, second, k, min_covar, covariance_type, messages)
+        out = fit_gaussian_posterior(
+            earlier,
+            later,
+            gap,
+            k,
+            m2=m2,
+            init_means=_seed_means(tokens, k, n_init, rng),
+            min_covar=min_covar,
+            max_iter=max_iter,
+            tol=tol,
+            all_pairs=pairs if pairs.count > len(earlier) else None,
+        )
+        # the loss's quadratic model at the fit, summed over all pairs, with
+        # its minimum at the fit (the optimum to within the sampling noise):
+        # what partial_fit adds the next chunks' models to
+        H, n = out["hessian"], stats["n"]
+        stats.update(hessian=n * H, target=n * (H @ out["theta"]))
+    else:
+        # chunks combined by partial_fit: the minimiser of their summed
+        # quadratic models (see _matching.posterior_quadratic)
+        theta = solve_quadratic(stats["hessian"], stats["target"], stats["theta"])
+        d = stats["offset"].shape[0]
+        out = posterior_parameters(theta, k, d, m2, min_covar)
+        out.update(theta=theta, loss=np.nan, n_iter=0, converged=True)
+    # the fitted predictor: where the next chunk's quadratic model is taken
+    stats["theta"] = out["theta"]
     return Extraction(
         model=_gaussian_model(
             out["transmat"],
             out["means"],
-            np.full((k, d), out["variance"]),
+            np.full(out["means"].shape, out["variance"]),
             covariance_type,
         ),
         method="posterior",

@@ -7,10 +7,11 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.cluster import kmeans_plusplus
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
+from .._matching import _HESSIAN_PAIRS, posterior_quadratic
 from .._statistics import (
     TokenPairs,
     framed_gaussian_moments,
@@ -22,7 +23,6 @@ from .._statistics import (
 from .._validation import check_token_array
 from ..extraction import extract_gaussian, tensor_route
 from ..models import GaussianHMMModel
-from ..tasks import parse_task
 from ._base import _BaseMaskedHMM
 
 __all__ = ["MaskedGaussianHMM"]
@@ -72,10 +72,14 @@ class MaskedGaussianHMM(_BaseMaskedHMM):
     * ``"posterior"`` (one token from another, e.g. ``"1->2"``, ``"2->1"``,
       ``"1->3"``): the paper's tied parametric form
       ``E[x_b | x_a] = M T^g softmax(M^T x_a / s2 + b)``, fitted by L-BFGS
-      from ``n_init`` k-means++ starts, with the variance pinned by the
-      second moment (the predictor alone leaves a one-parameter family).
-      It is fitted on the token pairs themselves, not on additive
-      statistics, so it has no ``partial_fit`` (``hasattr`` is False).
+      from ``n_init`` k-means++ starts on a sample of at most 1e5 token
+      pairs, then by Newton steps (one pass over all pairs each), with the
+      variance pinned by the second moment (the predictor alone leaves a
+      one-parameter family). ``partial_fit`` adds each further chunk as a
+      quadratic model of its loss at the current predictor (value,
+      gradient, Hessian: sums over pairs) and reads out the minimiser of
+      the summed models: one Newton step on the union, close to but not
+      equal to a ``fit`` on all chunks (see the user guide).
 
     Parameters
     ----------
@@ -153,9 +157,10 @@ class MaskedGaussianHMM(_BaseMaskedHMM):
     model_ : GaussianHMMModel
     statistics_ : dict
         Additive sums (cross-moments and counts) for the moment route; for
-        the posterior form, the number of pairs and ``sum ||x||^2`` (the form
-        is fitted on the token pairs themselves, which are not kept, so it
-        has no ``partial_fit`` and no re-extraction).
+        the posterior form, the number of pairs, ``sum ||x||^2``, the
+        fitted predictor's parameters ``theta`` and the loss's summed
+        quadratic model (``hessian``, ``target``) at it; the token pairs
+        themselves are not kept.
     task_ : MaskedTask
     n_token_features_ : int
         Token dimension.
@@ -341,12 +346,46 @@ converged_, refine_history_, train_score_, iid_score_ :
         return observed_tokens(X[:, :1])
 
     def _merge(self, old, new):
+        if "pairs" in new:
+            new = self._posterior_chunk(old, new)
         if "m3" in old and "m3" in new:
             # moments of two chunks add up once in one frame: the first one's
             new = {**new, **reframe_gaussian_moments(new, old["offset"], old["scale"])}
         merged = super()._merge(old, new)
         merged["offset"], merged["scale"] = old["offset"], old["scale"]
         return merged
+
+    def _posterior_chunk(self, old, new):
+        """A new chunk's pairs as a quadratic model of the loss at the
+        current predictor, in the first chunk's frame.
+
+        The pairs themselves are not kept (they are the data): the chunk
+        enters through the loss's value, gradient and Hessian at
+        ``old["theta"]``, which add up over chunks (see
+        :func:`~sk_maskid._matching.posterior_quadratic`).
+        """
+        held = new["pairs"]
+        pairs = TokenPairs(
+            held.X, old["offset"], old["scale"], held.first, held.gap, held.n_offsets
+        )
+        m2 = (old["sq"] + pairs.sum_sq) / (old["n_tokens"] + pairs.n_tokens)
+        sample = pairs.sample(_HESSIAN_PAIRS, check_random_state(self.random_state))
+        quadratic = posterior_quadratic(
+            old["theta"],
+            pairs,
+            sample,
+            held.gap,
+            self.n_components,
+            m2,
+            self.min_covar / float(old["scale"]) ** 2,
+        )
+        return {
+            "n": float(pairs.count),
+            "sq": pairs.sum_sq,
+            "n_tokens": float(pairs.n_tokens),
+            **quadratic,
+            **{key: new[key] for key in new.keys() & {"first"}},
+        }
 
     def _combine(self, key, old, new):
         if key == "first":  # the first tokens themselves: stacked
@@ -415,28 +454,6 @@ converged_, refine_history_, train_score_, iid_score_ :
     def _persistent_statistics(self, stats):
         # the posterior form's token pairs are the data: not kept
         return {k: v for k, v in stats.items() if k != "pairs"}
-
-    def _partial_fit_available(self):
-        try:
-            return self._resolve_predictor(parse_task(self.task)) == "moments"
-        except (TypeError, ValueError):
-            return True  # let partial_fit raise the parameter's own error
-
-    # The posterior form is fitted on token pairs, not on additive statistics,
-    # so chunks cannot be combined: no partial_fit (hasattr is then False,
-    # as for scikit-learn's other conditional methods).
-    partial_fit = available_if(_partial_fit_available)(_BaseMaskedHMM.partial_fit)
-
-    def extract_parameters_(self):  # noqa: D102 - documented on the base
-        check_is_fitted(self, "statistics_")
-        if self.predictor_form_ == "posterior":
-            raise ValueError(
-                "the posterior-form predictor is fitted on token pairs, which are "
-                "not kept; call fit to re-extract"
-            )
-        return super().extract_parameters_()
-
-    extract_parameters_.__doc__ = _BaseMaskedHMM.extract_parameters_.__doc__
 
     def _verdict_options(self, state):
         degree = state["feature_degree_"]
