@@ -32,6 +32,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from joblib import Parallel, delayed
 
+from ._dask import is_dask_array
 from ._rows import cut_rows, row_maps, rows_forward_backward, split_messages
 from .models import CategoricalHMMModel, GaussianHMMModel
 
@@ -230,11 +231,15 @@ def baum_welch(
         each runs ``n_probe`` E-steps and the most likely one continues
         (EM converges to the optimum of its start's basin; the starts try
         several basins).
-    X : ndarray
+    X : ndarray or dask.array.Array
         Padded sequences or windows, one sequence per row; masked tokens
-        (``-1``, all-NaN) are marginalised.
+        (``-1``, all-NaN) are marginalised. A Dask array (chunked along its
+        rows only) stays on the cluster: each E-step maps over its blocks
+        and sums their counts by a tree reduction, and only the counts come
+        back (see the "Scaling out" page of the documentation).
     lengths : array-like of int, default=None
-        Length of each row's sequence; ``None`` means the whole row.
+        Length of each row's sequence; ``None`` means the whole row. With a
+        Dask ``X``, a Dask array chunked as ``X``'s rows (or ``None``).
     n_iter : int, default=1000
         Maximum E-steps (forward-backward passes), probes included.
     tol : float, default=1e-7
@@ -267,20 +272,42 @@ def baum_welch(
             f"acceleration must be 'squarem' or None, got {acceleration!r}"
         )
     starts = list(model) if isinstance(model, (list, tuple)) else [model]
-    X = starts[0]._check_X(X)
-    if lengths is None:
-        lengths = np.full(X.shape[0], X.shape[1])
-    chunks = cut_rows(X, lengths).chunks
-    options = dict(
+    if is_dask_array(X):
+        from ._dask import expected_counts_function
+
+        expected_counts = expected_counts_function(X, lengths)
+    else:
+        X = starts[0]._check_X(X)
+        if lengths is None:
+            lengths = np.full(X.shape[0], X.shape[1])
+        chunks = cut_rows(X, lengths).chunks
+
+        def expected_counts(candidate):
+            return _expected_counts(candidate, chunks, n_jobs)
+
+    return _em_from_starts(
+        starts,
+        expected_counts,
+        n_iter=n_iter,
+        n_probe=n_probe,
         tol=tol,
         acceleration=acceleration,
         min_covar=min_covar,
         floor=floor,
-        n_jobs=n_jobs,
         verbose=verbose,
     )
+
+
+def _em_from_starts(starts, expected_counts, *, n_iter, n_probe, **options):
+    """EM from each start for ``n_probe`` E-steps, then the best to the end.
+
+    ``expected_counts(model)`` is the E-step: the counts summed over the
+    data, wherever they live (chunks of rows in memory, blocks on a Dask
+    cluster); only this loop and the M-steps run on the driver.
+    """
+    verbose = options["verbose"]
     if len(starts) == 1:
-        return _climb(starts[0], chunks, n_iter=n_iter, **options)
+        return _climb(starts[0], expected_counts, n_iter=n_iter, **options)
     probes = []
     for i, start in enumerate(starts):
         budget = min(n_probe, n_iter - sum(p.n_iter for p in probes))
@@ -288,14 +315,14 @@ def baum_welch(
             break
         if verbose:
             print(f"[baum_welch] start {i + 1}/{len(starts)}", file=sys.stderr)
-        probes.append(_climb(start, chunks, n_iter=budget, **options))
+        probes.append(_climb(start, expected_counts, n_iter=budget, **options))
     best = max(probes, key=lambda p: p.history[-1])
     spent = sum(p.n_iter for p in probes)
     if best.converged or spent >= n_iter:
         return replace(best, n_iter=spent)
     if verbose:
         print(f"[baum_welch] start {probes.index(best) + 1} kept", file=sys.stderr)
-    rest = _climb(best.model, chunks, n_iter=n_iter - spent, **options)
+    rest = _climb(best.model, expected_counts, n_iter=n_iter - spent, **options)
     return Refinement(
         rest.model,
         best.history + rest.history[1:],
@@ -305,14 +332,14 @@ def baum_welch(
 
 
 def _climb(
-    model, chunks, *, n_iter, tol, acceleration, min_covar, floor, n_jobs, verbose
+    model, expected_counts, *, n_iter, tol, acceleration, min_covar, floor, verbose
 ):
-    """EM (SQUAREM-accelerated) from one start on prepared chunks."""
+    """EM (SQUAREM-accelerated) from one start, E-steps by ``expected_counts``."""
     state = {"e_steps": 0}
 
     def e_step(candidate):
         state["e_steps"] += 1
-        return _expected_counts(candidate, chunks, n_jobs)
+        return expected_counts(candidate)
 
     def em(stats, current):
         return _m_step(current, stats, min_covar, floor)

@@ -29,6 +29,8 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
+from .. import _dask
+from .._dask import is_dask_array
 from ..exceptions import ExtractionWarning, NonIdentifiabilityWarning
 from ..extraction import PROB_FLOOR, start_distribution
 from ..identifiability import fit_verdict
@@ -46,10 +48,15 @@ _SAMPLE_LENGTH = 2_000
 
 
 def _quality_sample(X):
-    """The first rows of the data, cut short: a cheap stand-in for all of it."""
+    """The first rows of the data, cut short: a cheap stand-in for all of it.
+
+    For a Dask array, this bounded slice is all of the data that comes to
+    the client.
+    """
     width = min(X.shape[1], _SAMPLE_LENGTH)
     rows = max(1, -(-_SAMPLE_TOKENS // width))
-    return X[:rows, :width]
+    sample = X[:rows, :width]
+    return _dask.compute_sample(sample) if is_dask_array(sample) else sample
 
 
 # scikit-learn's checks that build sequences of exactly 2 tokens.
@@ -211,6 +218,14 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
     def _start_statistics(self, X, state):
         """Additive statistics of the sequences' first tokens."""
 
+    def _dask_check_options(self, X, reset):
+        """Keyword arguments of ``_check_windows`` that a Dask ``X`` needs.
+
+        Its first rows are checked on the client; a state that depends on all
+        of the data (the categorical alphabet) is computed here on the blocks.
+        """
+        return {}
+
     def _merge(self, old, new):
         """Statistics of the union of two chunks (a key may be in one only)."""
         merged = {**old, **new}
@@ -241,13 +256,15 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
 
         Parameters
         ----------
-        X : array-like or list of array-like
+        X : array-like, list of array-like or dask.array.Array
             Sequences in any of the input forms (see the user guide):
             windows or padded sequences, one row each; a list of sequences
             of any lengths; or hmmlearn's concatenated array with
-            ``lengths``. Every sub-window of length ``task.span`` along every
-            sequence contributes; masked tokens drop out of the sub-windows
-            they touch.
+            ``lengths``. A Dask array of windows or padded sequences is
+            processed where its blocks live: only the statistics come back
+            (see the "Scaling out" page). Every sub-window of length
+            ``task.span`` along every sequence contributes; masked tokens
+            drop out of the sub-windows they touch.
         y : None
             Ignored; present for API consistency (a ``y`` with one entry per
             sequence, as a Pipeline passes, is accepted and ignored).
@@ -284,9 +301,9 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
 
         Parameters
         ----------
-        X : array-like or list of array-like
-            A chunk of sequences, in any input form (lengths may differ
-            between chunks).
+        X : array-like, list of array-like or dask.array.Array
+            A chunk of sequences, in any input form of :meth:`fit` (lengths
+            may differ between chunks).
         y : None
             Ignored.
         lengths : array-like of int, default=None
@@ -317,9 +334,14 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _validate_fit(self, X, y, lengths, *, reset, task, min_rows):
         """Padded sequences, their layout and the data-dependent state."""
-        X, layout, state = self._validated(
-            X, y, lengths, reset=reset, task=task, min_rows=min_rows
-        )
+        if is_dask_array(X):  # validated lazily, block by block
+            X, layout, state = _dask.validated(
+                self, X, y, lengths, reset=reset, task=task
+            )
+        else:
+            X, layout, state = self._validated(
+                X, y, lengths, reset=reset, task=task, min_rows=min_rows
+            )
         if X.shape[1] < task.span:
             raise ValueError(
                 f"X has n_features={X.shape[1]} tokens per sequence but task "
@@ -329,12 +351,16 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
 
     @staticmethod
     def _short_sequence_warnings(layout, task):
-        short = np.count_nonzero(layout.lengths < task.span)
-        if short * 2 <= len(layout.lengths):
+        if isinstance(layout, _dask.DaskLayout):  # counted in the statistics pass
+            short, total = layout.summary["short"], layout.summary["rows"]
+        else:
+            short = np.count_nonzero(layout.lengths < task.span)
+            total = len(layout.lengths)
+        if short * 2 <= total:
             return []
         return [
             (
-                f"{short} of {len(layout.lengths)} sequences are shorter than the "
+                f"{short} of {total} sequences are shorter than the "
                 f"task's span ({task.span} tokens) and contribute nothing to the "
                 "statistics",
                 ExtractionWarning,
@@ -383,7 +409,10 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
 
     def _timed_statistics(self, X, layout, task, state):
         start = time.perf_counter()
-        stats = self._statistics(X, task, state)
+        if is_dask_array(X):  # on the blocks' workers; only the sums come back
+            stats = _dask.statistics(self, X, layout, task, state)
+        else:
+            stats = self._statistics(X, task, state)
         if layout.form != "array":
             # sequences, not windows cut from their middle: their starts
             # estimate startprob_
@@ -500,7 +529,10 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
         starts = [model]
         n_starts = self.refine_starts
         if n_starts == "auto":
-            n_tokens = np.count_nonzero(~model._masked(X)) if X.size else 0
+            if isinstance(layout, _dask.DaskLayout):
+                n_tokens = layout.summary["observed"]  # counted with the statistics
+            else:
+                n_tokens = np.count_nonzero(~model._masked(X)) if X.size else 0
             n_starts = 1 if n_tokens >= 1e5 else 4 if n_tokens >= 1e4 else 8
         if n_starts > 1:
             random_state = check_random_state(self.random_state)

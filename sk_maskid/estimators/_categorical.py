@@ -41,7 +41,9 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
     n_features : int, default=None
         Alphabet size (hmmlearn's name). ``None`` infers it from the first
         fit as the largest symbol plus one; set it when streaming chunks with
-        :meth:`partial_fit`, since a later chunk may show new symbols.
+        :meth:`partial_fit`, since a later chunk may show new symbols, and
+        when fitting a Dask array, whose largest symbol costs a pass over
+        the data.
     n_init : int, default=5
         Starts of the decomposition (Jennrich + ALS) or of predictor matching;
         the best is kept.
@@ -215,15 +217,18 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
         )
         self.n_features = n_features
 
-    def _check_windows(self, X, reset, task, min_windows=1):
+    def _check_windows(self, X, reset, task, min_windows=1, largest=None):
         # Floats are accepted only when they hold whole numbers; -1 is masked.
+        # ``largest``: the largest symbol of all the data when X is only its
+        # first rows (a Dask array's).
         X = check_token_array(
             self, X, categorical=True, reset=reset, min_rows=min_windows
         )
         if reset:
-            if self.n_features is None and X.max() < 0:
+            largest = int(X.max()) if largest is None else largest
+            if self.n_features is None and largest < 0:
                 raise ValueError("X has no observed symbol: every token is masked")
-            d = self.n_features if self.n_features is not None else int(X.max()) + 1
+            d = self.n_features if self.n_features is not None else largest + 1
             self._check_size(task, d)
         else:
             d = self.n_symbols_
@@ -239,6 +244,14 @@ class MaskedCategoricalHMM(_BaseMaskedHMM):
                 + ")"
             )
         return X, {"n_symbols_": d}
+
+    def _dask_check_options(self, X, reset):
+        if self.n_features is not None:
+            return {}
+        from .._dask import largest_symbol
+
+        # one pass over the blocks; setting n_features saves it
+        return {"largest": largest_symbol(X)}
 
     def _check_size(self, task, d):
         k = self.n_components

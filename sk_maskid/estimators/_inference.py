@@ -15,6 +15,7 @@ from sklearn.base import TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
+from .. import _dask
 from .._hmm import smooth
 from ..sequences import (
     SequenceLayout,
@@ -49,6 +50,13 @@ class _InferenceMixin(TransformerMixin):
     def _check_sequences(self, X, lengths=None):
         """Validated padded sequences of any length, and their layout."""
         check_is_fitted(self, "statistics_")
+        if _dask.is_dask_array(X):
+            # converting it would bring all of the data to the client
+            raise TypeError(
+                "this method does not take a dask array (transform, score, "
+                "score_samples and predict_proba do, block by block); map it "
+                "over the blocks with X.map_blocks, or pass a computed slice"
+            )
         X, layout, _ = self._validated(
             X, None, lengths, reset=False, task=self.task_, min_rows=1
         )
@@ -71,7 +79,7 @@ class _InferenceMixin(TransformerMixin):
 
         Parameters
         ----------
-        X : array-like or list of array-like
+        X : array-like, list of array-like or dask.array.Array
             Sequences of any length, in any input form of :meth:`fit`.
         lengths : array-like of int, default=None
             hmmlearn's sequence lengths for a concatenated ``X``.
@@ -79,7 +87,12 @@ class _InferenceMixin(TransformerMixin):
         Returns
         -------
         ndarray of shape (n_sequences, n_components)
+            A Dask array, computed block by block, for a Dask ``X``.
         """
+        if _dask.is_dask_array(X):
+            return _dask.map_inference(
+                self, "transform", X, lengths, (self.n_components,)
+            )
         X, _ = self._check_sequences(X, lengths)
         B = self.model_._task_emissions(self.task_, self._task_rows(X))
         gamma = smooth(self.model_.startprob_, self.model_.transmat_, B)[3]
@@ -109,7 +122,7 @@ class _InferenceMixin(TransformerMixin):
 
         Parameters
         ----------
-        X : array-like or list of array-like
+        X : array-like, list of array-like or dask.array.Array
             Sequences of any length, in any input form of :meth:`fit`;
             masked tokens are marginalised.
         y : None
@@ -120,7 +133,12 @@ class _InferenceMixin(TransformerMixin):
         Returns
         -------
         float
+            Also for a Dask ``X``: computed from per-block sums (the
+            log-likelihood and the observed tokens), as dask-ml's ``score``
+            methods compute theirs.
         """
+        if _dask.is_dask_array(X):
+            return _dask.score(self, X, lengths)
         X, _ = self._check_sequences(X, lengths)
         return self.model_.score(X)
 
@@ -129,7 +147,7 @@ class _InferenceMixin(TransformerMixin):
 
         Parameters
         ----------
-        X : array-like or list of array-like
+        X : array-like, list of array-like or dask.array.Array
             Sequences of any length, in any input form of :meth:`fit`.
         lengths : array-like of int, default=None
             hmmlearn's sequence lengths for a concatenated ``X``.
@@ -138,8 +156,11 @@ class _InferenceMixin(TransformerMixin):
         -------
         ndarray of shape (n_sequences,)
             (hmmlearn's ``score_samples`` returns the total log-likelihood
-            and the posteriors; those are :meth:`predict_proba` here.)
+            and the posteriors; those are :meth:`predict_proba` here.) A
+            Dask array, computed block by block, for a Dask ``X``.
         """
+        if _dask.is_dask_array(X):
+            return _dask.map_inference(self, "score_samples", X, lengths, ())
         X, _ = self._check_sequences(X, lengths)
         return self.model_.log_likelihood(X)
 
@@ -148,7 +169,7 @@ class _InferenceMixin(TransformerMixin):
 
         Parameters
         ----------
-        X : array-like or list of array-like
+        X : array-like, list of array-like or dask.array.Array
             Sequences in any input form of :meth:`fit`.
         lengths : array-like of int, default=None
             hmmlearn's sequence lengths for a concatenated ``X``.
@@ -159,8 +180,13 @@ class _InferenceMixin(TransformerMixin):
             ``(n_tokens, n_components)`` for a concatenated ``X`` (as
             hmmlearn), a list of ``(T_i, n_components)`` for a list, and
             ``(n_sequences, length, n_components)`` for an array (padding is
-            masking: its rows are the predictive state distributions).
+            masking: its rows are the predictive state distributions). A
+            Dask array of the last form, computed block by block, for a Dask
+            ``X``.
         """
+        if _dask.is_dask_array(X):
+            tail = (X.shape[1], self.n_components)
+            return _dask.map_inference(self, "predict_proba", X, lengths, tail)
         X, layout = self._check_sequences(X, lengths)
         posteriors = self.model_.predict_proba(X)
         if layout.form == "array":
