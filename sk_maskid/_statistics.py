@@ -147,23 +147,36 @@ def observed_tokens(X):
     return tokens[~np.isnan(tokens[:, 0])]
 
 
+# Tokens per chunk of the passes of :func:`token_frame`.
+_FRAME_CHUNK = 1_000_000
+
+
 def token_frame(X):
     """``(offset, scale)`` that centre and scale real tokens: the data's frame.
 
     Per-feature means and one overall standard deviation (one scale keeps
     spherical models spherical); masked (all-NaN) tokens are ignored and a
     constant or empty input gets the scale 1. Taking the maximum first keeps
-    the squares finite for data near the float range (x1e200).
+    the squares finite for data near the float range (x1e200). Three passes
+    over chunks of tokens: no copy of the data is made.
     """
-    tokens = observed_tokens(X)
-    if not len(tokens):
+    flat = X.reshape(-1, X.shape[-1])
+
+    def chunks():
+        for lo in range(0, len(flat), _FRAME_CHUNK):
+            yield observed_tokens(flat[lo : lo + _FRAME_CHUNK])
+
+    total, count = 0.0, 0
+    for tokens in chunks():
+        total, count = total + tokens.sum(axis=0), count + len(tokens)
+    if not count:
         return np.zeros(X.shape[-1]), 1.0
-    offset = tokens.mean(axis=0)
-    centred = tokens - offset
-    size = np.abs(centred).max()
+    offset = total / count
+    size = max((np.abs(t - offset).max(initial=0.0) for t in chunks()), default=0.0)
     if not np.isfinite(size) or size == 0:
         return offset, 1.0
-    scale = size * np.sqrt(np.mean((centred / size) ** 2))
+    sq = sum(float(np.sum(((t - offset) / size) ** 2)) for t in chunks())
+    scale = size * np.sqrt(sq / (count * X.shape[-1]))
     return offset, float(scale) if scale > 0 else 1.0
 
 
@@ -232,7 +245,7 @@ def reframe_gaussian_moments(stats, offset, scale):
 
 
 # Pairs per chunk of :class:`TokenPairs`: bounds the temporaries of a pass.
-_PAIR_CHUNK = 1_000_000
+_PAIR_CHUNK = 250_000
 
 
 class TokenPairs:
