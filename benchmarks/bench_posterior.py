@@ -31,7 +31,7 @@ from scipy.optimize import linear_sum_assignment
 LENGTH = 500
 
 _CHILD = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 sys.path.insert(0, {here!r})
 from _common import benchmark_model
@@ -48,7 +48,9 @@ else:
     est.fit(X)
 elapsed = time.perf_counter() - start
 err = recovery_error(truth, est)
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+# VmHWM, not ru_maxrss: the latter keeps the parent's size across fork+exec
+status = open("/proc/self/status").read()
+peak = int(status.split("VmHWM:")[1].split()[0]) / 1024
 print(json.dumps([err["emission"], err["transmat"], elapsed, peak, X.nbytes / 2**20,
                   est.means_.tolist()]))
 """
