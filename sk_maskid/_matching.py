@@ -345,8 +345,10 @@ _PROBE_ITER = 30
 
 
 def _hessian(theta, X_in, Y, gap, k, m2, min_covar):
-    """Hessian of :func:`_posterior_form_loss` by central differences of its
-    analytic gradient, symmetrised."""
+    """Hessian of :func:`_posterior_form_loss` on the first
+    ``_HESSIAN_PAIRS`` pairs, by central differences of its analytic
+    gradient, symmetrised."""
+    X_in, Y = X_in[:_HESSIAN_PAIRS], Y[:_HESSIAN_PAIRS]
     P = len(theta)
     H = np.empty((P, P))
     for i in range(P):
@@ -367,16 +369,16 @@ def _hessian(theta, X_in, Y, gap, k, m2, min_covar):
     return H + np.abs(H).max() * (G @ G.T)
 
 
-def _newton_solve(H, b):
-    """``H^+ b`` with eigenvalues replaced by their magnitudes, floored.
+def _newton_solve(H, b, floor=1e-9):
+    """``H^+ b`` with eigenvalues replaced by their magnitudes, floored at
+    ``floor`` times the largest.
 
-    The softmax parametrisation leaves flat gauge directions (zero
-    eigenvalues), and away from the optimum the loss may be concave along
-    some directions: absolute values keep every step a descent direction
-    (saddle-free Newton), the floor keeps gauge directions out of it.
+    Away from the optimum the loss may be concave along some directions:
+    absolute values keep every step a descent direction (saddle-free
+    Newton); the floor keeps near-zero curvatures from blowing it up.
     """
     w, V = np.linalg.eigh(H)
-    w = np.maximum(np.abs(w), 1e-9 * max(np.abs(w).max(), 1e-300))
+    w = np.maximum(np.abs(w), floor * max(np.abs(w).max(), 1e-300))
     return V @ ((V.T @ b) / w)
 
 
@@ -422,11 +424,11 @@ def fit_gaussian_posterior(
     """Fit the tied posterior-form predictor ``E[x_{t+gap} | x_t]``.
 
     Every start runs ``_PROBE_ITER`` L-BFGS iterations on the pairs ``X_in,
-    Y``; the best one continues there by damped Newton steps (the loss is
-    flat along the trade-off between means and transitions, where L-BFGS
-    crawls), then, if they are a sample of ``all_pairs``, on all pairs: each
-    Newton step is one pass over the data (chunk by chunk, bounded memory),
-    with the Hessian of a sample.
+    Y``; the best one converges there by L-BFGS, then, if they are a sample
+    of ``all_pairs``, takes damped Newton steps on all pairs: each step is
+    one pass over the data (chunk by chunk, bounded memory), with the
+    Hessian of the sample (a few passes where L-BFGS, on a loss this flat
+    along the trade-off between means and transitions, would take dozens).
 
     Parameters
     ----------
@@ -442,11 +444,12 @@ def fit_gaussian_posterior(
     min_covar : float, default=1e-3
         Floor on the shared variance, during the fit and in the result.
     max_iter : int, default=500
-        Cap on the Newton steps of each phase.
+        Cap on the L-BFGS iterations on the sample and on the Newton steps
+        on all pairs.
     tol : float, default=1e-10
-        Relative gain of the loss below which a phase stops; raised to
-        ``0.01 / n_pairs`` (mean squared errors closer than that are far
-        below the sampling noise).
+        L-BFGS ``ftol`` on the sample; the Newton steps stop at a relative
+        gain of ``max(tol, 1 / n_pairs)`` (changes worth less than about a
+        nat of likelihood are below the sampling noise).
     all_pairs : TokenPairs, default=None
         All the pairs, when ``X_in, Y`` are a sample of them.
 
@@ -494,10 +497,9 @@ def fit_gaussian_posterior(
     )
     theta, value = best.x, best.fun
     n_iter, converged = _PROBE_ITER + best.nit, best.status != 1
-    few = slice(0, _HESSIAN_PAIRS)
 
     def hessian(theta):
-        return _hessian(theta, X_in[few], Y[few], *args)
+        return _hessian(theta, X_in, Y, *args)
 
     if all_pairs is not None:
         theta, value, steps, converged = _newton(
@@ -542,9 +544,7 @@ def posterior_quadratic(theta, pairs, sample, gap, k, m2, min_covar):
     each chunk's point, so ``partial_fit`` can combine chunks it no longer
     holds.
     """
-    earlier, later = sample
-    few = slice(0, _HESSIAN_PAIRS)
-    H = _hessian(theta, earlier[few], later[few], gap, k, m2, min_covar)
+    H = _hessian(theta, *sample, gap, k, m2, min_covar)
     _, g = _chunked_loss(theta, pairs, gap, k, m2, min_covar)
     return {"hessian": pairs.count * H, "target": pairs.count * (H @ theta - g)}
 
@@ -561,7 +561,5 @@ def solve_quadratic(hessian, target, theta):
     is kept within ``_MAX_STEP`` (standardised units), so a chunk moves the
     predictor where its data pin it and leaves it along the flat valley.
     """
-    w, V = np.linalg.eigh(hessian)
-    w = np.maximum(np.abs(w), _DAMPING * np.abs(w).max())
-    step = V @ ((V.T @ (hessian @ theta - target)) / w)
+    step = _newton_solve(hessian, hessian @ theta - target, floor=_DAMPING)
     return theta - step * min(1.0, _MAX_STEP / max(np.abs(step).max(), 1e-300))
