@@ -190,6 +190,25 @@ def test_several_starts_keep_the_most_likely_and_count_every_e_step():
     assert capped.n_iter == 7 and not capped.converged
 
 
+def test_several_starts_compete_by_successive_halving(capsys):
+    # Four starts: all run 5 E-steps, the better two 10 more, the better of
+    # those to convergence; the result is that path, replayed start by start.
+    truth = make_categorical_hmm(3, 4, self_transition=0.8, random_state=3)
+    X = truth.sample(300, 30, random_state=3)
+    starts = [make_categorical_hmm(3, 4, random_state=s) for s in (7, 8, 9, 10)]
+    both = baum_welch(starts, X, n_iter=5000, tol=1e-6, n_probe=5, verbose=1)
+    logs = capsys.readouterr().err
+    assert "2 start(s) kept" in logs and "1 start(s) kept" in logs
+    first = [baum_welch(s, X, n_iter=5, tol=1e-6) for s in starts]
+    top = sorted(first, key=lambda p: p.history[-1], reverse=True)[:2]
+    second = [baum_welch(p.model, X, n_iter=10, tol=1e-6) for p in top]
+    kept = max(second, key=lambda p: p.history[-1])
+    rest = baum_welch(kept.model, X, n_iter=5000, tol=1e-6)
+    assert both.converged and rest.converged
+    assert both.history[-1] == rest.history[-1]
+    assert both.n_iter == 4 * 5 + 2 * 10 + rest.n_iter
+
+
 _LENGTHS = [3, 170, 17, 1000, 40, 8, 65, 64, 40, 129, 25, 2, 12, 1]
 
 

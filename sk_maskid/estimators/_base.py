@@ -533,7 +533,9 @@ class _BaseMaskedHMM(_InferenceMixin, BaseEstimator, metaclass=ABCMeta):
                 n_tokens = layout.summary["observed"]  # counted with the statistics
             else:
                 n_tokens = np.count_nonzero(~model._masked(X)) if X.size else 0
-            n_starts = 1 if n_tokens >= 1e5 else 4 if n_tokens >= 1e4 else 8
+            # below 1e3, 1e4, 1e5 observed tokens: 16, 8, 4 starts; then 1
+            band = int(np.searchsorted((1e3, 1e4, 1e5), n_tokens, side="right"))
+            n_starts = (16, 8, 4, 1)[band]
         if n_starts > 1:
             random_state = check_random_state(self.random_state)
             sample = _quality_sample(X)

@@ -125,10 +125,12 @@ class MaskedGaussianHMM(_BaseMaskedHMM):
     refine_starts : int or "auto", default="auto"
         EM starts of the refinement: the extracted HMM and ``refine_starts - 1``
         others (means seeded by k-means++ on the training tokens, the data's
-        variance, the extracted transition matrix). Each runs 20 E-steps, then
-        the most likely continues to convergence (EM climbs to the optimum of
-        its start's basin). ``"auto"``: 8 starts below 1e4 observed training
-        tokens, 4 below 1e5, 1 above. The tensor read-out is consistent, so on
+        variance, alternately the extracted and uniform transitions). Every
+        start runs 20 E-steps, the more likely half twice as many more, and so
+        on (successive halving) until one is left, which continues to
+        convergence (EM climbs to the optimum of its start's basin).
+        ``"auto"``: 16 starts below 1e3 observed training tokens, 8 below 1e4,
+        4 below 1e5, 1 above. The tensor read-out is consistent, so on
         much data it starts in the best basin; on little data it is noisy,
         likelihoods have many basins, and extra starts cost little.
     check_identifiability : bool, default=True
@@ -395,22 +397,26 @@ converged_, refine_history_, train_score_, iid_score_ :
     def _other_starts(self, model, X, n_starts, random_state):
         # k-means++ seeds spread the means over the data as hmmlearn's
         # k-means initialisation does, without its Lloyd iterations (EM
-        # runs next).
+        # runs next); the transitions alternate between the read-out's and
+        # hmmlearn's uniform ones (each reaches basins the other misses on
+        # short real series).
         tokens = observed_tokens(X)
         variances = np.maximum(tokens.var(axis=0), self.min_covar)
         if self.covariance_type == "spherical":
             variances = variances.mean()
         k = self.n_components
         starts = []
-        for _ in range(n_starts):
+        uniform = np.full(k, 1.0 / k)
+        for i in range(n_starts):
             means, _ = kmeans_plusplus(
                 tokens, k, random_state=random_state.randint(np.iinfo(np.int32).max)
             )
             covars = np.tile(variances, (k, 1) if np.ndim(variances) else k)
+            read_out = i % 2 == 0
             starts.append(
                 GaussianHMMModel(
-                    model.startprob_,
-                    model.transmat_,
+                    model.startprob_ if read_out else uniform,
+                    model.transmat_ if read_out else np.tile(uniform, (k, 1)),
                     means,
                     covars,
                     self.covariance_type,
