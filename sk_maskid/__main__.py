@@ -138,8 +138,9 @@ def _landscape(parser, args):
             import matplotlib  # noqa: F401
         except ImportError:
             parser.error("argument --plot: needs matplotlib: pip install -e '.[plot]'")
-        # the curves are recovery errors of models sampled for every token type
-        for emission, d in n_features.items():
+        # the curves are recovery errors of models sampled for each token type
+        for emission in args.emissions:
+            d = n_features[emission]
             if args.n_components > d:
                 parser.error(
                     f"argument --plot: --n-components must be <= {names[emission]} "
@@ -187,7 +188,9 @@ def _landscape(parser, args):
             args.plot,
             n_components=args.n_components,
             n_features=n_features,
+            emissions=args.emissions,
             random_state=args.random_state,
+            progress=progress,
         )
         print(f"wrote {args.plot}")
     return 0

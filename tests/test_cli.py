@@ -214,8 +214,8 @@ def test_seven_states_five_symbols_never_ends_in_a_traceback():
 
 def test_landscape_plot_writes_a_png(tmp_path):
     path = tmp_path / "landscape.png"
-    # The curves fit every task at up to 1e6 tokens whatever --no-fit says;
-    # one hidden state keeps that to seconds (three take minutes).
+    # The curves fit every task of the --emissions at up to 1e6 tokens
+    # whatever --no-fit says; one hidden state keeps that to seconds.
     out = _run(
         "landscape",
         "--no-fit",
