@@ -269,6 +269,27 @@ def test_masked_tokens_in_cut_sequences_match_whole_rows(monkeypatch):
         )
 
 
+def test_windows_of_one_length_are_rows_without_copies(monkeypatch):
+    # Full windows of one length are rows of their own, views of the data;
+    # EM on them equals hmmlearn's and EM on the windows cut into rows of 3
+    # joined by transfer maps.
+    truth = make_categorical_hmm(3, 4, random_state=0)
+    X = truth.sample(300, 7, random_state=0)
+    monkeypatch.setattr(_rows, "_CHUNK_TOKENS", 700)
+    rows = _rows.cut_rows(X, np.full(300, 7))
+    assert len(rows.chunks) == 3
+    assert all(np.shares_memory(chunk[0], X) for chunk in rows.chunks)
+    start = make_categorical_hmm(3, 4, random_state=1)
+    whole = _em(start, X)
+    ref = _hmmlearn_em(start, X.reshape(-1, 1), [7] * 300, n_iter=3)
+    np.testing.assert_allclose(whole.model.transmat_, ref.transmat_, atol=1e-12)
+    np.testing.assert_allclose(whole.model.emissionprob_, ref.emissionprob_, atol=1e-12)
+    monkeypatch.setattr(_rows, "_row_length", lambda n_tokens: 3)
+    assert not np.shares_memory(_rows.cut_rows(X, np.full(300, 7)).chunks[0][0], X)
+    cut = _em(start, X)
+    np.testing.assert_allclose(whole.history, cut.history, rtol=1e-13)
+
+
 def test_near_empty_state_gives_a_valid_model():
     # A state the data never visit (stationary mass ~1e-7) used to give NaN
     # transition rows; its rows are kept and floored instead.
