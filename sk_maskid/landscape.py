@@ -239,8 +239,8 @@ _CURVES = {
         ("1->2", "1->3", "1,3->2", "1->2*3", "2->1*3"),
         (1e4, 3e4, 1e5, 3e5, 1e6),
     ),
-    # to 1e7 tokens: the posterior form ("1->2") only settles there (its loss
-    # is flat along a trade-off between means and transitions)
+    # to 1e7 tokens: the posterior form's ("1->2") error falls slowly (its
+    # loss is flat along a trade-off between means and transitions)
     "gaussian": (("1->2", "1->2*3", "2->1*3"), (1e4, 1e5, 1e6, 1e7)),
 }
 
@@ -257,7 +257,7 @@ def plot_recovery_curves(
     """Recovery error versus tokens per task; identifiable tasks solid.
 
     Categorical tasks from 1e4 to 1e6 tokens, Gaussian ones from 1e4 to 1e7
-    (a few minutes on 2 cores, most of it sampling and fitting at 1e7).
+    (about 45 s on 2 cores, most of it sampling and fitting at 1e7).
 
     Parameters
     ----------
