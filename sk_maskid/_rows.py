@@ -229,6 +229,14 @@ def rows_forward_backward(model, X, starts, alpha_in, beta_end=None):
 
 def split_messages(maps, chunks):
     """:func:`chain` the rows' ``maps``; its messages cut per chunk."""
+    if not any(chunk[3].any() for chunk in chunks):
+        # no row continues another: chain's loop over rows would return
+        # uniform forward and unit backward messages (its stand-in maps)
+        k = maps[0][1].shape[1]
+        return [
+            (np.full((len(chunk[0]), k), 1.0 / k), np.ones((len(chunk[0]), k)))
+            for chunk in chunks
+        ]
     alpha_in, beta_end = chain(maps)
     bounds = np.cumsum([0] + [len(chunk[0]) for chunk in chunks])
     return [

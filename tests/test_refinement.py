@@ -290,6 +290,19 @@ def test_windows_of_one_length_are_rows_without_copies(monkeypatch):
     np.testing.assert_allclose(whole.history, cut.history, rtol=1e-13)
 
 
+def test_rows_that_chain_nothing_skip_the_loop_over_rows():
+    # Without chained rows the messages are chain's own result on its
+    # stand-in maps (uniform forward, unit backward), without its loop.
+    truth = make_categorical_hmm(3, 5, random_state=0)
+    X = truth.sample(50, 9, random_state=0)
+    for lengths in (np.full(50, 9), np.r_[np.full(49, 9), 8]):  # whole, packed
+        rows = _rows.cut_rows(X, lengths)
+        maps = [_rows.row_maps(truth, *c[:2], c[3]) for c in rows.chunks]
+        parts = _rows.split_messages(maps, rows.chunks)
+        for got, want in zip(zip(*parts, strict=True), _rows.chain(maps)):
+            np.testing.assert_array_equal(np.concatenate(got), want)
+
+
 def test_near_empty_state_gives_a_valid_model():
     # A state the data never visit (stationary mass ~1e-7) used to give NaN
     # transition rows; its rows are kept and floored instead.
