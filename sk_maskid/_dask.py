@@ -257,12 +257,6 @@ def _block_e_step(model, block, lengths):
     return _expected_counts(model, cut_rows(X, lengths).chunks, None)
 
 
-def _add_counts(left, right):
-    if left is None or right is None:
-        return right if left is None else left
-    return {key: left[key] + right[key] for key in left}
-
-
 def expected_counts_function(X, lengths=None):
     """``model -> expected counts`` over a Dask ``X``, for the EM loop.
 
@@ -272,6 +266,8 @@ def expected_counts_function(X, lengths=None):
     """
     dask = _import_dask()
     from dask import delayed
+
+    from .refinement import _add_counts
 
     X = _row_chunked(X)
     blocks = list(X.to_delayed().ravel())

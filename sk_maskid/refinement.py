@@ -26,6 +26,7 @@ acceleration, cannot marginalise masked tokens and is an optional dependency.
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass
 
@@ -122,10 +123,15 @@ def _expected_counts(model, chunks, n_jobs):
             chunks, per_chunk, strict=True
         )
     )
-    total = parts[0]
-    for part in parts[1:]:  # in chunk order: results do not depend on n_jobs
-        total = {key: total[key] + part[key] for key in total}
-    return total
+    # in chunk order: results do not depend on n_jobs
+    return functools.reduce(_add_counts, parts)
+
+
+def _add_counts(left, right):
+    """Sum of two expected-count dicts; ``None`` (no data) adds nothing."""
+    if left is None or right is None:
+        return right if left is None else left
+    return {key: left[key] + right[key] for key in left}
 
 
 # --------------------------------------------------------------------------
