@@ -299,7 +299,7 @@ def test_rows_that_chain_nothing_skip_the_loop_over_rows():
         rows = _rows.cut_rows(X, lengths)
         maps = [_rows.row_maps(truth, *c[:2], c[3]) for c in rows.chunks]
         parts = _rows.split_messages(maps, rows.chunks)
-        for got, want in zip(zip(*parts, strict=True), _rows.chain(maps)):
+        for got, want in zip(zip(*parts, strict=True), _rows.chain(maps), strict=True):
             np.testing.assert_array_equal(np.concatenate(got), want)
 
 
