@@ -25,7 +25,7 @@ import copy
 import numpy as np
 
 from ._rows import cut_rows
-from .sequences import observed_lengths
+from .sequences import _masked, check_y_is_not_lengths, observed_lengths
 
 _EXTRA = "pip install 'sk_maskid[dask]'"
 # Rows of a Dask X computed on the client to validate its form and set the
@@ -138,8 +138,6 @@ def validated(estimator, X, y, lengths, *, reset, task):
     statistics are computed.
     """
     _import_dask()
-    from .sequences import check_y_is_not_lengths
-
     if lengths is not None:
         raise ValueError(
             "lengths is not supported with a dask array: pass padded sequences "
@@ -204,12 +202,6 @@ def _block_statistics(worker, task, state, block):
         "observed": int(np.count_nonzero(~_masked(block))),
     }
     return worker._statistics(block, task, state), summary
-
-
-def _masked(X):
-    from .sequences import _masked as masked
-
-    return masked(X)
 
 
 def _merge_statistics(worker, left, right):

@@ -279,10 +279,13 @@ converged_, refine_history_, train_score_, iid_score_ :
         if reset:
             form = self._resolve_predictor(task)
             d, k = X.shape[2], self.n_components
+            two_sided = _two_sided(task) is not None
             degree = self.feature_degree
-            if degree == "auto":
+            if two_sided:
+                degree = 1  # its predictor is linear in the predicted token
+            elif degree == "auto":
                 degree = min(max(1, -(-(k - 1) // d)), MAX_FEATURE_DEGREE)
-            if form == "moments" and _two_sided(task) and k > d + 1:
+            if form == "moments" and two_sided and k > d + 1:
                 raise ValueError(
                     f"n_components={k} is too large for task {task.spec!r} on "
                     f"{d}-dimensional tokens: its predictor is linear in the "
@@ -291,8 +294,6 @@ converged_, refine_history_, train_score_, iid_score_ :
                     "tensor task such as '1->2*3' supports more through "
                     "feature_degree"
                 )
-            if _two_sided(task):
-                degree = 1
             if form == "posterior" and k > d + 1:
                 raise ValueError(
                     f"n_components={k} is too large for the posterior form on "
