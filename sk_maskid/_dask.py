@@ -238,28 +238,29 @@ def compute_sample(X):
 # --------------------------------------------------------------------------
 # EM refinement: the E-step as a map over blocks and a tree sum
 # --------------------------------------------------------------------------
-def _block_e_step(model, block, lengths):
-    from .refinement import _expected_counts
+def _block_e_step(models, block, lengths):
+    from .refinement import _stacked_counts
 
-    X = model._check_X(block)
+    X = models[0]._check_X(block)
     if X.shape[0] == 0:
         return None
     if lengths is None:
         lengths = np.full(X.shape[0], X.shape[1])
-    return _expected_counts(model, cut_rows(X, lengths).chunks, None)
+    return _stacked_counts(models, cut_rows(X, lengths).chunks, None)
 
 
 def expected_counts_function(X, lengths=None):
-    """``model -> expected counts`` over a Dask ``X``, for the EM loop.
+    """``models -> their expected counts`` over a Dask ``X``, for the EM loop.
 
-    Each call is one E-step: the in-memory E-step on every block (whole
-    sequences, so no message crosses blocks), the counts summed by a tree
-    reduction; only the counts and the log-likelihood come back.
+    Each call is one E-step per model, the models together: the in-memory
+    E-step on every block (whole sequences, so no message crosses blocks),
+    the counts summed by a tree reduction; only the counts and the
+    log-likelihoods come back.
     """
     dask = _import_dask()
     from dask import delayed
 
-    from .refinement import _add_counts
+    from .refinement import _add_counts, _per_model
 
     X = _row_chunked(X)
     blocks = list(X.to_delayed().ravel())
@@ -277,13 +278,13 @@ def expected_counts_function(X, lengths=None):
             )
         length_blocks = list(lengths.rechunk((X.chunks[0],)).to_delayed().ravel())
 
-    def expected_counts(model):
-        shipped = delayed(model, pure=False)  # sent once per E-step
+    def expected_counts(models):
+        shipped = delayed(list(models), pure=False)  # sent once per E-step
         parts = [
             delayed(_block_e_step, pure=True)(shipped, block, block_lengths)
             for block, block_lengths in zip(blocks, length_blocks, strict=True)
         ]
-        return dask.compute(_tree_sum(parts, _add_counts))[0]
+        return _per_model(dask.compute(_tree_sum(parts, _add_counts))[0])
 
     return expected_counts
 

@@ -20,12 +20,27 @@ RANK_RTOL = 1e-10
 
 
 def _vecmat(a, M):
-    """Row vectors times matrices: ``a (n, k)`` with ``M (k, m)`` or ``(n, k, m)``.
+    """Row vectors times matrices: ``a (n, k)`` with ``M (k, m)`` or ``(G, k, m)``.
 
-    The batched form lets every sequence carry its own parameters, which is
-    how the complex-step derivatives evaluate many perturbations at once.
+    A batch of ``G`` matrices applies to ``G`` consecutive equal groups of
+    rows; ``G = n`` gives every row its own, which is how the complex-step
+    derivatives evaluate many perturbations at once. Fewer groups (the
+    copies of the data under each of several models) stay one BLAS product
+    per group.
     """
-    return a @ M if M.ndim == 2 else np.einsum("nk,nkm->nm", a, M)
+    if M.ndim == 2:
+        return a @ M
+    if len(M) == len(a):
+        return np.einsum("nk,nkm->nm", a, M)
+    return (a.reshape(len(M), -1, a.shape[-1]) @ M).reshape(len(a), -1)
+
+
+def per_row(parameters, n):
+    """Per-group ``parameters`` (``(G, ...)``) as one entry per row of ``n``;
+    a single vector (shared by all rows) as it is."""
+    if parameters.ndim == 1 or len(parameters) == n:
+        return parameters
+    return np.repeat(parameters, n // len(parameters), axis=0)
 
 
 def forward(startprob, transmat, B, starts=None, initial=None):
@@ -34,7 +49,9 @@ def forward(startprob, transmat, B, starts=None, initial=None):
     Returns ``alpha`` (each row sums to 1) and the scaling factors ``c`` with
     ``log p(x) = sum(log c)``. ``B[n, t, i]`` is the (scaled) emission
     likelihood, 1 for a masked token. ``startprob`` may be ``(k,)`` or
-    ``(n, k)`` and ``transmat`` ``(k, k)`` or ``(n, k, k)``. ``starts``
+    ``(G, k)`` and ``transmat`` ``(k, k)`` or ``(G, k, k)``: the rows in
+    ``G`` consecutive equal groups, one set of parameters each (``G = n``:
+    every row its own). ``starts``
     (boolean ``(n, length)``) marks where a new sequence begins inside a row
     (several sequences packed in one lane): the chain restarts there from
     ``startprob``. ``initial`` (``(n, k)``), if given, replaces
@@ -43,6 +60,7 @@ def forward(startprob, transmat, B, starts=None, initial=None):
     """
     n, length, k = B.shape
     dtype = np.result_type(startprob, transmat, B)
+    startprob = per_row(startprob, n)
     alpha = np.empty((n, length, k), dtype=dtype)
     c = np.empty((n, length), dtype=dtype)
     restarts = _restarts(starts, length)
@@ -99,23 +117,30 @@ def transfer(startprob, transmat, B, starts=None):
     them from ``startprob``. Rows cut from one long sequence chain through
     these ``k x k`` maps, which is what lets :func:`forward` and
     :func:`backward` run on short rows instead of looping over the whole
-    sequence.
+    sequence. Parameters as in :func:`forward` (one set, or one per group
+    of rows).
     """
     n, length, k = B.shape
-    first = (
-        transmat
-        if starts is None
-        else np.where(starts[:, 0, None, None], startprob, transmat)
-    )
+    # per-row parameters broadcast against the (n, from, to) maps
+    startprob = per_row(startprob, n)
+    start_rows = startprob if startprob.ndim == 1 else startprob[:, None, :]
+    first = transmat if transmat.ndim == 2 else per_row(transmat, n)
+    if starts is not None:
+        first = np.where(starts[:, 0, None, None], start_rows, first)
     a = first * B[:, 0, None, :]
     log_g = np.zeros((n, k))
     restarts = _restarts(starts, length)
     for t in range(1, length):
-        # one BLAS product for the k starting states of every row
-        a = (a.reshape(n * k, k) @ transmat).reshape(n, k, k)
+        # one BLAS product for the k starts of all rows (of each group)
+        a = (
+            a.reshape(-1, k) @ transmat
+            if transmat.ndim == 2
+            else a.reshape(len(transmat), -1, k) @ transmat
+        ).reshape(n, k, k)
         if restarts[t]:  # keep the mass of the stretch since the rescale
             begin = starts[:, t]
-            a[begin] = startprob * a[begin].sum(axis=2, keepdims=True)
+            restart = start_rows if startprob.ndim == 1 else start_rows[begin]
+            a[begin] = restart * a[begin].sum(axis=2, keepdims=True)
         a *= B[:, t, None, :]
         if t % _RESCALE_EVERY == 0:
             a = _rescale(a, log_g)

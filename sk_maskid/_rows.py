@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._hmm import backward, forward, transfer
+from ._hmm import _vecmat, backward, forward, per_row, transfer
 from .sequences import mask_value
 
 # Token cells per chunk of rows: bounds the forward-backward arrays' memory
@@ -158,22 +158,53 @@ def _whole_rows(X):
     return Rows(chunks, inside, np.arange(n * width))
 
 
-def row_maps(model, X, starts, chained):
-    """Transfer maps of the chained rows; a stand-in for the others.
+def _emissions(models, X):
+    """``(B, log_shift)`` of every model on rows ``X``, a leading model axis."""
+    if len(models) == 1:  # a view, no copy: the common case of one model
+        B, log_shift = models[0]._emission_likelihood(X)
+        return B[None], log_shift[None]
+    pairs = [model._emission_likelihood(X) for model in models]
+    return np.stack([B for B, _ in pairs]), np.stack([shift for _, shift in pairs])
 
-    A row packed with whole sequences begins and ends its own: nothing
-    crosses it, so its map is not needed. The stand-in (uniform rows, log
-    1) makes :func:`chain` pass a backward message of ones over it, which
-    is exact, and a forward message that no row uses.
+
+def _parameters(models):
+    """``startprob`` and ``transmat`` for the recursions on the models'
+    copies of the rows, stacked model by model: one model's own, or one set
+    per model (per group of rows, see :func:`~sk_maskid._hmm.forward`)."""
+    if len(models) == 1:
+        return models[0].startprob_, models[0].transmat_
+    return (
+        np.array([m.startprob_ for m in models]),
+        np.array([m.transmat_ for m in models]),
+    )
+
+
+def _flat(a):
+    """``(S, rows, ...)`` as ``(S * rows, ...)``: every model's copy of the rows."""
+    return a.reshape((-1,) + a.shape[2:])
+
+
+def row_maps(models, X, starts, chained):
+    """Transfer maps of the chained rows under each of ``models``; a
+    stand-in for the others.
+
+    Returns ``F`` ``(S, rows, k, k)`` and ``log_g`` ``(S, rows, k)``. A row
+    packed with whole sequences begins and ends its own: nothing crosses
+    it, so its map is not needed. The stand-in (uniform rows, log 1) makes
+    :func:`chain` pass a backward message of ones over it, which is exact,
+    and a forward message that no row uses.
     """
-    k = model.n_components
-    F = np.full((len(X), k, k), 1.0 / k)
-    log_g = np.zeros((len(X), k))
+    S, k = len(models), models[0].n_components
+    F = np.full((S, len(X), k, k), 1.0 / k)
+    log_g = np.zeros((S, len(X), k))
     if chained.any():
-        B, _ = model._emission_likelihood(X[chained])
-        F[chained], log_g[chained] = transfer(
-            model.startprob_, model.transmat_, B, starts[chained]
+        n = int(np.count_nonzero(chained))
+        B, _ = _emissions(models, X[chained])
+        maps, logs = transfer(
+            *_parameters(models), _flat(B), np.tile(starts[chained], (S, 1))
         )
+        F[:, chained] = maps.reshape(S, n, k, k)
+        log_g[:, chained] = logs.reshape(S, n, k)
     return F, log_g
 
 
@@ -183,72 +214,88 @@ def chain(maps):
     Returns ``alpha_in`` (the normalised forward vector at the token before
     each row) and ``beta_end`` (the backward vector at each row's last
     token, scaled as :func:`~sk_maskid._hmm.backward` scales it, so that
-    ``alpha_end[j] @ beta_end[j] == 1``). A sequential loop over rows, not
-    tokens: each step is one ``k x k`` map.
+    ``alpha_end[j] @ beta_end[j] == 1``), each ``(S, rows, k)``: one set
+    per model. A sequential loop over rows, not tokens, vectorised across
+    the models: each step is one ``k x k`` map per model.
     """
-    F = np.concatenate([m[0] for m in maps])
-    log_g = np.concatenate([m[1] for m in maps])
+    F = np.concatenate([m[0] for m in maps], axis=1)
+    log_g = np.concatenate([m[1] for m in maps], axis=1)
     with np.errstate(invalid="ignore"):
-        g = np.exp(log_g - log_g.max(axis=1, keepdims=True))
+        g = np.exp(log_g - log_g.max(axis=2, keepdims=True))
     g = np.nan_to_num(g)  # a row impossible from every state (zero weight)
-    n, k = log_g.shape
-    alpha_end = np.empty((n, k))
-    beta_end = np.empty((n, k))
-    a = np.full(k, 1.0 / k)  # row 0 starts a sequence: any value does
+    S, n, k = log_g.shape
+    alpha_end = np.empty((S, n, k))
+    beta_end = np.empty((S, n, k))
+    a = np.full((S, 1, k), 1.0 / k)  # row 0 starts a sequence: any value does
     for j in range(n):
-        a_next = (a * g[j]) @ F[j]
-        total = a_next.sum()
-        a = a_next / total if total > 0 else a
-        alpha_end[j] = a
-    b = np.ones(k)
-    beta_end[-1] = b
+        a_next = (a * g[:, j, None]) @ F[:, j]
+        total = a_next.sum(axis=2, keepdims=True)
+        if total.all():
+            a = a_next / total
+        else:  # a row impossible after the one before: keep the message
+            a = np.where(total > 0, a_next / np.where(total > 0, total, 1.0), a)
+        alpha_end[:, j] = a[:, 0]
+    b = np.ones((S, k, 1))
+    beta_end[:, -1] = 1.0
     for j in range(n - 1, 0, -1):
-        b_next = g[j] * (F[j] @ b)
-        total = alpha_end[j - 1] @ b_next
-        b = b_next / total if total > 0 else np.ones(k)
-        beta_end[j - 1] = b
-    alpha_in = np.vstack([np.full((1, k), 1.0 / k), alpha_end[:-1]])
+        b_next = g[:, j, :, None] * (F[:, j] @ b)
+        total = alpha_end[:, j - 1, None] @ b_next
+        if total.all():
+            b = b_next / total
+        else:
+            b = np.where(total > 0, b_next / np.where(total > 0, total, 1.0), 1.0)
+        beta_end[:, j - 1] = b[..., 0]
+    alpha_in = np.concatenate([np.full((S, 1, k), 1.0 / k), alpha_end[:, :-1]], axis=1)
     return alpha_in, beta_end
 
 
-def rows_forward_backward(model, X, starts, alpha_in, beta_end=None):
-    """Scaled recursions on one chunk of rows, given its entering messages.
+def rows_forward_backward(models, X, starts, alpha_in, beta_end=None):
+    """Scaled recursions of each of ``models`` on one chunk of rows, given
+    its entering messages (``(S, rows, k)``).
 
-    Returns ``(B, log_shift, alpha, c, beta)`` (``beta`` None when
-    ``beta_end`` is None: the forward pass alone).
+    Returns ``(B, log_shift, alpha, c, beta)``, each with a leading model
+    axis (``beta`` None when ``beta_end`` is None: the forward pass alone).
+    The models' copies of the rows go through the recursions together, one
+    loop over positions for all of them: with short data that loop's
+    per-step overhead, not arithmetic, is the cost, so ``S`` models cost
+    little more than one.
     """
-    T = model.transmat_
-    B, log_shift = model._emission_likelihood(X)
-    initial = np.where(starts[:, :1], model.startprob_, alpha_in @ T)
-    alpha, c = forward(model.startprob_, T, B, starts, initial=initial)
+    S = len(models)
+    B, log_shift = _emissions(models, X)
+    startprob, transmat = _parameters(models)
+    every = np.tile(starts, (S, 1))
+    entering = _vecmat(_flat(alpha_in), transmat)
+    initial = np.where(every[:, :1], per_row(startprob, len(every)), entering)
+    alpha, c = forward(startprob, transmat, _flat(B), every, initial=initial)
     beta = None
     if beta_end is not None:
-        beta = backward(T, B, c, starts, last=beta_end)
-    return B, log_shift, alpha, c, beta
+        beta = backward(transmat, _flat(B), c, every, last=_flat(beta_end))
+        beta = beta.reshape(B.shape)
+    return B, log_shift, alpha.reshape(B.shape), c.reshape(B.shape[:-1]), beta
 
 
 def split_messages(maps, chunks):
     """:func:`chain` the rows' ``maps``; its messages cut per chunk."""
+    S, _, k = maps[0][1].shape
     if not any(chunk[3].any() for chunk in chunks):
         # no row continues another: chain's loop over rows would return
         # uniform forward and unit backward messages (its stand-in maps)
-        k = maps[0][1].shape[1]
         return [
-            (np.full((len(chunk[0]), k), 1.0 / k), np.ones((len(chunk[0]), k)))
+            (np.full((S, len(chunk[0]), k), 1.0 / k), np.ones((S, len(chunk[0]), k)))
             for chunk in chunks
         ]
     alpha_in, beta_end = chain(maps)
     bounds = np.cumsum([0] + [len(chunk[0]) for chunk in chunks])
     return [
-        (alpha_in[lo:hi], beta_end[lo:hi])
+        (alpha_in[:, lo:hi], beta_end[:, lo:hi])
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
     ]
 
 
-def messages(model, rows):
-    """Per-chunk ``(alpha_in, beta_end)`` of laid-out ``rows``."""
+def messages(models, rows):
+    """Per-chunk ``(alpha_in, beta_end)`` of laid-out ``rows``, per model."""
     maps = [
-        row_maps(model, X, starts, chained) for X, starts, _, chained in rows.chunks
+        row_maps(models, X, starts, chained) for X, starts, _, chained in rows.chunks
     ]
     return split_messages(maps, rows.chunks)
 
@@ -256,17 +303,20 @@ def messages(model, rows):
 def recursions_by_rows(model, X, *, backward):
     """``(rows, passes)`` for full-width sequences ``X`` laid out in rows.
 
-    ``passes`` yields :func:`rows_forward_backward`'s results chunk by chunk
-    (``beta`` None unless ``backward``), for :meth:`Rows.gather` to put
-    per-token values back in ``X``'s order.
+    ``passes`` yields :func:`rows_forward_backward`'s results for ``model``
+    chunk by chunk (``beta`` None unless ``backward``), for
+    :meth:`Rows.gather` to put per-token values back in ``X``'s order.
     """
     rows = cut_rows(X, np.full(X.shape[0], X.shape[1]))
     passes = (
-        rows_forward_backward(
-            model, chunk, starts, alpha_in, beta_end if backward else None
+        tuple(
+            None if a is None else a[0]
+            for a in rows_forward_backward(
+                [model], chunk, starts, alpha_in, beta_end if backward else None
+            )
         )
         for (chunk, starts, _, _), (alpha_in, beta_end) in zip(
-            rows.chunks, messages(model, rows), strict=True
+            rows.chunks, messages([model], rows), strict=True
         )
     )
     return rows, passes

@@ -87,6 +87,14 @@ PROB_FLOOR = 1e-6
 # error past 0.01).
 _ALS_TOL = 1e-7
 
+# The Gaussian moment tensor's ALS stops once an iteration changes the
+# relative fit error by less than this over the number of windows: far below
+# the tensor's sampling noise (order 1/sqrt(n)). Iterating on to 1e-10 only
+# fits the noise of short series: measured on sunspots, nile and US macro
+# series (80-230 windows, k=2..4), 2-6 times fewer ALS iterations (0.36 ->
+# 0.06 s at nile k=4) and the same or better likelihood after refinement.
+_ALS_NOISE_TOL = 0.01
+
 # Further CP starts are skipped once one fits the empirical joint table to
 # within this many times its sampling noise (misspecified data, whose misfit
 # dwarfs the noise, still get every start).
@@ -574,7 +582,8 @@ def extract_gaussian(
     min_covar : float, default=1e-3
         Floor on the variances.
     n_init, max_iter, tol, random_state
-        As in :func:`extract_categorical`.
+        As in :func:`extract_categorical` (the moments form's ALS stops at
+        ``max(tol, 0.01 / n_windows)``, below the tensor's sampling noise).
 
     Returns
     -------
@@ -611,7 +620,7 @@ def extract_gaussian(
             k,
             n_init=n_init,
             max_iter=max_iter,
-            tol=tol,
+            tol=max(tol, _ALS_NOISE_TOL / stats["n"]),
             random_state=rng,
         )
         if degree > 1:

@@ -31,10 +31,16 @@ import sys
 from dataclasses import dataclass
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 
 from ._dask import is_dask_array
-from ._rows import cut_rows, row_maps, rows_forward_backward, split_messages
+from ._rows import (
+    _CHUNK_TOKENS,
+    cut_rows,
+    row_maps,
+    rows_forward_backward,
+    split_messages,
+)
 from .models import CategoricalHMMModel, GaussianHMMModel
 
 __all__ = ["Refinement", "baum_welch"]
@@ -65,66 +71,119 @@ class Refinement:
 
 
 # --------------------------------------------------------------------------
-# E-step: additive expected counts per chunk of rows.
+# E-step: additive expected counts per chunk of rows, for several models.
 # --------------------------------------------------------------------------
-def _e_step(model, X, starts, inside, alpha_in, beta_end):
-    """Expected counts of one chunk of rows, and its log-likelihood."""
-    T = model.transmat_
-    k = model.n_components
+def _e_step(models, X, starts, inside, alpha_in, beta_end):
+    """Expected counts of one chunk of rows under each of ``models``.
+
+    Returns one dict of counts with a leading model axis (``n_tokens`` is
+    shared): the models go through the recursions together.
+    """
+    S, k = len(models), models[0].n_components
     B, log_shift, alpha, c, beta = rows_forward_backward(
-        model, X, starts, alpha_in, beta_end
+        models, X, starts, alpha_in, beta_end
     )
     with np.errstate(divide="ignore"):
-        loglik = float(np.log(c).sum() + log_shift.sum())
-    # From here on the chunk is one stretch of the stream: contiguous
-    # (tokens, k) arrays, no boolean gathers.
-    alpha, beta = alpha.reshape(-1, k), beta.reshape(-1, k)
-    arriving = B.reshape(-1, k) * beta
-    arriving /= np.where(c == 0, 1.0, c).reshape(-1, 1)
+        loglik = np.log(c).sum(axis=(1, 2)) + log_shift.sum(axis=(1, 2))
+    # From here on the chunk is one stretch of the stream per model:
+    # contiguous (S, tokens, k) arrays, no boolean gathers.
+    alpha, beta = alpha.reshape(S, -1, k), beta.reshape(S, -1, k)
+    arriving = B.reshape(S, -1, k) * beta
+    arriving /= np.where(c == 0, 1.0, c).reshape(S, -1, 1)
     # a transition t -> t + 1 counts unless t + 1 begins a sequence or is
     # padding; the chunk's first token may continue the chunk before it
     follows = (inside & ~starts).ravel()
-    trans = alpha[:-1].T @ (arriving[1:] * follows[1:, None])
+    trans = np.swapaxes(alpha[:, :-1], 1, 2) @ (arriving[:, 1:] * follows[1:, None])
     if follows[0]:
-        trans += np.outer(alpha_in[0], arriving[0])
+        trans += alpha_in[:, 0, :, None] * arriving[:, 0, None, :]
     gamma = alpha * beta  # sums to 1 per token by the scaling
-    observed = (~model._masked(X) & inside).ravel()
+    observed = (~models[0]._masked(X) & inside).ravel()
     stats = {
-        "start": gamma[starts.ravel()].sum(axis=0),
-        "trans": trans * T,
+        "start": gamma[:, starts.ravel()].sum(axis=1),
+        "trans": trans * np.array([m.transmat_ for m in models]),
         "loglik": loglik,
         "n_tokens": float(np.count_nonzero(observed)),
     }
-    if isinstance(model, CategoricalHMMModel):
-        d = model.n_symbols
-        # one bincount over (token, state) cells; unobserved ones go to d
+    if isinstance(models[0], CategoricalHMMModel):
+        d = models[0].n_symbols
+        # one bincount over (model, token, state) cells; unobserved tokens
+        # go to symbol d
         token = np.where(observed, X.ravel(), d)
-        cells = (token[:, None] * k + np.arange(k)).ravel()
-        counts = np.bincount(cells, weights=gamma.ravel(), minlength=(d + 1) * k)
-        stats["counts"] = counts[: d * k].reshape(d, k).T
+        if S > 1:
+            token = token + (d + 1) * np.arange(S)[:, None]
+        cells = (token[..., None] * k + np.arange(k)).ravel()
+        counts = np.bincount(cells, weights=gamma.ravel(), minlength=S * (d + 1) * k)
+        stats["counts"] = np.swapaxes(counts.reshape(S, d + 1, k)[:, :d], 1, 2)
     else:
         tokens = np.where(observed[:, None], X.reshape(len(observed), -1), 0.0)
-        weights = gamma * observed[:, None]
-        stats["weight"] = weights.sum(axis=0)
-        stats["sum"] = weights.T @ tokens
-        stats["sum_sq"] = weights.T @ tokens**2
+        weights = np.swapaxes(gamma * observed[:, None], 1, 2)  # (S, k, tokens)
+        stats["weight"] = weights.sum(axis=2)
+        stats["sum"] = weights @ tokens
+        stats["sum_sq"] = weights @ tokens**2
     return stats
 
 
-def _expected_counts(model, chunks, n_jobs):
-    parallel = Parallel(n_jobs=n_jobs)
+def _expected_counts(models, chunks, n_jobs):
+    """Expected counts of every model summed over the ``chunks`` of rows:
+    a list of dicts, one per model."""
+    return _per_model(_stacked_counts(models, chunks, n_jobs))
+
+
+def _stacked_counts(models, chunks, n_jobs):
+    """Expected counts of every model summed over the ``chunks`` of rows:
+    one dict, each count with a leading model axis (additive across data).
+
+    The models go through each chunk in groups whose forward-backward
+    arrays together stay within one chunk's bound (all of them at once on
+    short data, where a pass costs its per-position overhead; one at a
+    time on chunks of a million tokens).
+    """
+    size = max(chunk[0].shape[0] * chunk[0].shape[1] for chunk in chunks)
+    group = max(1, _CHUNK_TOKENS // max(size, 1))
+    parts = [
+        _summed_counts(models[lo : lo + group], chunks, n_jobs)
+        for lo in range(0, len(models), group)
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    return {
+        key: np.concatenate([p[key] for p in parts]) if key != "n_tokens" else value
+        for key, value in parts[0].items()
+    }
+
+
+def _summed_counts(models, chunks, n_jobs):
+    parallel = _runner(len(chunks), n_jobs)
     maps = parallel(
-        delayed(row_maps)(model, X, starts, chained) for X, starts, _, chained in chunks
+        delayed(row_maps)(models, X, starts, chained)
+        for X, starts, _, chained in chunks
     )
     per_chunk = split_messages(maps, chunks)
     parts = parallel(
-        delayed(_e_step)(model, X, starts, inside, *chunk_messages)
+        delayed(_e_step)(models, X, starts, inside, *chunk_messages)
         for (X, starts, inside, _), chunk_messages in zip(
             chunks, per_chunk, strict=True
         )
     )
     # in chunk order: results do not depend on n_jobs
     return functools.reduce(_add_counts, parts)
+
+
+def _runner(n_tasks, n_jobs):
+    """joblib's ``Parallel``, or a plain loop where it would run one task or
+    one job (its dispatch costs more than a short E-step)."""
+    if n_tasks > 1 and effective_n_jobs(n_jobs) > 1:
+        return Parallel(n_jobs=n_jobs)
+    return lambda tasks: [function(*args, **kwargs) for function, args, kwargs in tasks]
+
+
+def _per_model(stats):
+    """A stacked dict of counts (leading model axis) as one dict per model."""
+    n = len(stats["loglik"])
+    return [
+        {key: value if key == "n_tokens" else value[i] for key, value in stats.items()}
+        for i in range(n)
+    ]
 
 
 def _add_counts(left, right):
@@ -289,8 +348,8 @@ def baum_welch(
             lengths = np.full(X.shape[0], X.shape[1])
         chunks = cut_rows(X, lengths).chunks
 
-        def expected_counts(candidate):
-            return _expected_counts(candidate, chunks, n_jobs)
+        def expected_counts(candidates):
+            return _expected_counts(candidates, chunks, n_jobs)
 
     return _em_from_starts(
         starts,
@@ -312,63 +371,121 @@ def _em_from_starts(starts, expected_counts, *, n_iter, n_probe, **options):
     many more, and so on until one is left, which climbs to convergence.
     Keeping the start that leads after one probe alone picks the fastest
     climber, not the best basin (on text and short series the leader at 20
-    E-steps often ends lower). ``expected_counts(model)`` is the E-step: the
+    E-steps often ends lower). The starts of a round climb in lockstep, so
+    that each E-step evaluates all of them in one pass over the data
+    (:func:`_lockstep`). ``expected_counts(models)`` is that E-step: the
     counts summed over the data, wherever they live (chunks of rows in
-    memory, blocks on a Dask cluster); only this loop and the M-steps run on
-    the driver.
+    memory, blocks on a Dask cluster); only this loop and the M-steps run
+    on the driver. ``n_iter`` caps the E-steps of all starts together.
     """
-    verbose = options["verbose"]
-    if len(starts) == 1:
-        return _climb(starts[0], expected_counts, n_iter=n_iter, **options)
-    spent = 0
-
-    def run(path, budget):
-        nonlocal spent
-        budget = min(budget, n_iter - spent)
-        if path.converged or budget < 1:
-            return path
-        more = _climb(path.model, expected_counts, n_iter=budget, **options)
-        spent += more.n_iter
-        return Refinement(
-            more.model,
-            path.history[:-1] + more.history,
-            path.n_iter + more.n_iter,
-            more.converged,
-        )
-
-    alive = []
-    for i, start in enumerate(starts):
-        if spent >= n_iter:
-            break
-        if verbose:
-            print(f"[baum_welch] start {i + 1}/{len(starts)}", file=sys.stderr)
-        alive.append(run(Refinement(start, [], 0, False), n_probe))
-    budget = n_probe
-    while len(alive) > 1:
-        alive.sort(key=lambda p: p.history[-1], reverse=True)
+    # per start: its path so far, the counts of its last E-step (a continued
+    # climb needs no E-step to resume) and its name in the progress lines
+    n = len(starts)
+    alive = [
+        (Refinement(start, [], 0, False), None, f"start {i + 1}/{n}, " if n > 1 else "")
+        for i, start in enumerate(starts)
+    ]
+    spent, budget = 0, n_probe
+    while True:
+        climbing = [i for i, (path, _, _) in enumerate(alive) if not path.converged]
+        share = n_iter - spent
+        if len(alive) > 1:
+            if share < len(climbing):  # too few E-steps left: the first starts
+                climbing = climbing[:share]
+            share = min(budget, share // max(len(climbing), 1))
+        if options["verbose"] and n > 1:
+            print(
+                f"[baum_welch] {len(alive)} start(s), up to {share} E-steps each",
+                file=sys.stderr,
+            )
+        if climbing and share >= 1:
+            climbs = [
+                _climb(path.model, stats, n_iter=share, label=label, **options)
+                for path, stats, label in (alive[i] for i in climbing)
+            ]
+            for i, (more, stats) in zip(
+                climbing, _lockstep(climbs, expected_counts), strict=True
+            ):
+                path, _, label = alive[i]
+                spent += more.n_iter
+                alive[i] = (
+                    Refinement(
+                        more.model,
+                        path.history[:-1] + more.history,
+                        path.n_iter + more.n_iter,
+                        more.converged,
+                    ),
+                    stats,
+                    label,
+                )
+        if len(alive) == 1:
+            best = alive[0][0]
+            return Refinement(best.model, best.history, spent, best.converged)
+        alive.sort(key=_last_likelihood, reverse=True)
         alive = alive[: (len(alive) + 1) // 2]
         budget *= 2
-        if verbose:
-            print(f"[baum_welch] {len(alive)} start(s) kept", file=sys.stderr)
-        alive = [run(path, budget if len(alive) > 1 else n_iter) for path in alive]
-    best = alive[0]
-    return Refinement(best.model, best.history, spent, best.converged)
+
+
+def _last_likelihood(entry):
+    """A start's latest log-likelihood per token; -inf before its first E-step."""
+    history = entry[0].history
+    return history[-1] if history else -np.inf
+
+
+def _lockstep(climbs, expected_counts):
+    """Run the ``climbs`` (generators of :func:`_climb`) side by side.
+
+    Each climb yields the model whose expected counts it needs next; the
+    requests of all unfinished climbs go to ``expected_counts`` together
+    (one pass over the data for all of them). Returns each climb's result.
+    """
+    results = [None] * len(climbs)
+    requests = {}
+
+    def advance(i, stats=None):
+        try:
+            requests[i] = climbs[i].send(stats)
+        except StopIteration as stop:
+            results[i] = stop.value
+            requests.pop(i, None)
+
+    for i in range(len(climbs)):
+        advance(i)
+    while requests:
+        waiting = list(requests)
+        counts = expected_counts([requests[i] for i in waiting])
+        for i, stats in zip(waiting, counts, strict=True):
+            advance(i, stats)
+    return results
 
 
 def _climb(
-    model, expected_counts, *, n_iter, tol, acceleration, min_covar, floor, verbose
+    model,
+    stats,
+    *,
+    n_iter,
+    tol,
+    acceleration,
+    min_covar,
+    floor,
+    verbose,
+    label,
 ):
-    """EM (SQUAREM-accelerated) from one start, E-steps by ``expected_counts``."""
-    state = {"e_steps": 0}
+    """EM (SQUAREM-accelerated) from one start, as a generator.
 
-    def e_step(candidate):
-        state["e_steps"] += 1
-        return expected_counts(candidate)
+    Yields each model whose expected counts it needs and receives them;
+    returns ``(Refinement, counts of its model)``. ``stats`` are the
+    start's counts if already known (a continued climb), else None.
+    ``n_iter`` caps the E-steps this climb runs.
+    """
+    e_steps = 0
+    if stats is None:
+        stats = yield model
+        e_steps += 1
 
     def em(stats, current):
         return _m_step(current, stats, min_covar, floor)
 
-    stats = e_step(model)
     n_tokens = max(stats["n_tokens"], 1.0)
     # SQUAREM's step-length control (Varadhan & Roland): extrapolation starts
     # at the plain EM step (1) and may grow fourfold after each success.
@@ -376,27 +493,28 @@ def _climb(
     history = [stats["loglik"] / n_tokens]
     converged = False
 
-    def accept(candidate, candidate_stats):
+    def accept(candidate_stats):
         gain = candidate_stats["loglik"] / n_tokens - history[-1]
         history.append(candidate_stats["loglik"] / n_tokens)
         if verbose:
             print(
-                f"[baum_welch] E-step {state['e_steps']}: {history[-1]:.6f} per "
+                f"[baum_welch] {label}E-step {e_steps}: {history[-1]:.6f} per "
                 f"token (gain {gain:.3g})",
                 file=sys.stderr,
                 flush=True,
             )
         return gain < tol
 
-    while state["e_steps"] < n_iter:
+    while e_steps < n_iter:
         theta0 = model
         theta1 = em(stats, theta0)
-        stats1 = e_step(theta1)
+        stats1 = yield theta1
+        e_steps += 1
         if stats1["loglik"] < stats["loglik"]:
             break  # only the floors can cause it: keep the best model
-        if acceleration is None or state["e_steps"] + 2 > n_iter:
+        if acceleration is None or e_steps + 2 > n_iter:
             model, stats = theta1, stats1
-            if accept(model, stats):
+            if accept(stats):
                 converged = True
                 break
             continue
@@ -409,7 +527,8 @@ def _climb(
         )
         jump = _to_vector(theta0) + 2 * alpha * r + alpha**2 * v
         candidate = _from_vector(jump, theta0, min_covar, floor)
-        candidate_stats = e_step(candidate)
+        candidate_stats = yield candidate
+        e_steps += 1
         # the safeguard: keep the jump only if it beats the EM step theta1
         if candidate_stats["loglik"] >= stats1["loglik"]:
             model, stats = candidate, candidate_stats
@@ -419,7 +538,7 @@ def _climb(
             model, stats = theta1, stats1
             if alpha == step_max:
                 step_max = max(1.0, step_max / 4.0)
-        if accept(model, stats):
+        if accept(stats):
             converged = True
             break
-    return Refinement(model, history, state["e_steps"], converged)
+    return Refinement(model, history, e_steps, converged), stats
