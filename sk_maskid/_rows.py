@@ -215,38 +215,73 @@ def chain(maps):
     each row) and ``beta_end`` (the backward vector at each row's last
     token, scaled as :func:`~sk_maskid._hmm.backward` scales it, so that
     ``alpha_end[j] @ beta_end[j] == 1``), each ``(S, rows, k)``: one set
-    per model. A sequential loop over rows, not tokens, vectorised across
-    the models: each step is one ``k x k`` map per model.
+    per model. Row ``j`` moves the forward message by ``M_j = diag(g_j)
+    F_j`` (and the backward one by the same matrix from the right), so the
+    messages are normalised prefix and suffix products of the maps:
+    :func:`_scan` forms them in ``log2(rows)`` batched products instead of
+    a loop over rows.
     """
     F = np.concatenate([m[0] for m in maps], axis=1)
     log_g = np.concatenate([m[1] for m in maps], axis=1)
     with np.errstate(invalid="ignore"):
         g = np.exp(log_g - log_g.max(axis=2, keepdims=True))
     g = np.nan_to_num(g)  # a row impossible from every state (zero weight)
+    M = g[..., None] * F
     S, n, k = log_g.shape
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prefix, suffix = _scan(M, reverse=False), _scan(M, reverse=True)
+        alpha_end = prefix.sum(axis=2)  # the uniform vector times each prefix
+        alpha_end /= alpha_end.sum(axis=2, keepdims=True)
+        after = np.ones((S, n, k))
+        after[:, :-1] = suffix[:, 1:].sum(axis=3)  # each suffix times ones
+        beta_end = after / np.sum(alpha_end * after, axis=2, keepdims=True)
+    if not (np.all(np.isfinite(alpha_end)) and np.all(np.isfinite(beta_end))):
+        # a row impossible after the rows before it: the loop keeps the
+        # last possible message instead
+        alpha_end, beta_end = _chain_by_loop(M)
+    alpha_in = np.concatenate([np.full((S, 1, k), 1.0 / k), alpha_end[:, :-1]], axis=1)
+    return alpha_in, beta_end
+
+
+def _scan(M, reverse):
+    """Normalised inclusive products ``M_0 ... M_j`` (``M_j ... M_last`` if
+    ``reverse``) of the maps ``M (S, rows, k, k)``, by doubling: each pass
+    multiplies every product by the one ``step`` rows away (Hillis-Steele),
+    rescaled to sum 1 (positive matrices: no cancellation, no underflow of
+    the product as a whole)."""
+    P = M / M.sum(axis=(2, 3), keepdims=True)
+    step = 1
+    while step < P.shape[1]:
+        product = P[:, :-step] @ P[:, step:]
+        product /= product.sum(axis=(2, 3), keepdims=True)
+        if reverse:
+            P[:, :-step] = product
+        else:
+            P[:, step:] = product
+        step *= 2
+    return P
+
+
+def _chain_by_loop(M):
+    """:func:`chain`'s messages row by row, keeping the last possible forward
+    message (and a unit backward one) across a row of zero weight."""
+    S, n, k = M.shape[:3]
     alpha_end = np.empty((S, n, k))
     beta_end = np.empty((S, n, k))
     a = np.full((S, 1, k), 1.0 / k)  # row 0 starts a sequence: any value does
     for j in range(n):
-        a_next = (a * g[:, j, None]) @ F[:, j]
+        a_next = a @ M[:, j]
         total = a_next.sum(axis=2, keepdims=True)
-        if total.all():
-            a = a_next / total
-        else:  # a row impossible after the one before: keep the message
-            a = np.where(total > 0, a_next / np.where(total > 0, total, 1.0), a)
+        a = np.where(total > 0, a_next / np.where(total > 0, total, 1.0), a)
         alpha_end[:, j] = a[:, 0]
     b = np.ones((S, k, 1))
     beta_end[:, -1] = 1.0
     for j in range(n - 1, 0, -1):
-        b_next = g[:, j, :, None] * (F[:, j] @ b)
+        b_next = M[:, j] @ b
         total = alpha_end[:, j - 1, None] @ b_next
-        if total.all():
-            b = b_next / total
-        else:
-            b = np.where(total > 0, b_next / np.where(total > 0, total, 1.0), 1.0)
+        b = np.where(total > 0, b_next / np.where(total > 0, total, 1.0), 1.0)
         beta_end[:, j - 1] = b[..., 0]
-    alpha_in = np.concatenate([np.full((S, 1, k), 1.0 / k), alpha_end[:, :-1]], axis=1)
-    return alpha_in, beta_end
+    return alpha_end, beta_end
 
 
 def rows_forward_backward(models, X, starts, alpha_in, beta_end=None):

@@ -328,6 +328,29 @@ def test_windows_of_one_length_are_rows_without_copies(monkeypatch):
     np.testing.assert_allclose(whole.history, cut.history, rtol=1e-13)
 
 
+def test_chain_by_doubling_equals_the_loop_over_rows():
+    # chain's prefix and suffix products (log2(rows) batched products) give
+    # the row-by-row loop's messages; a row of zero weight (impossible after
+    # the rows before it) falls back to the loop, which keeps the last
+    # possible forward message.
+    rng = np.random.default_rng(0)
+    S, n, k = 2, 37, 3
+    F = rng.dirichlet(np.ones(k), size=(S, n, k))
+    F[:, 5] = F[:, 5, :1]  # row 5 begins a sequence: every state restarts alike
+    log_g = rng.normal(scale=3.0, size=(S, n, k))
+    maps = [(F[:, :20], log_g[:, :20]), (F[:, 20:], log_g[:, 20:])]
+    alpha_in, beta_end = _rows.chain(maps)
+    g = np.exp(log_g - log_g.max(axis=2, keepdims=True))
+    alpha_end, loop_beta = _rows._chain_by_loop(g[..., None] * F)
+    np.testing.assert_allclose(alpha_in[:, 1:], alpha_end[:, :-1], rtol=1e-12)
+    np.testing.assert_allclose(beta_end, loop_beta, rtol=1e-12)
+    np.testing.assert_allclose(np.sum(alpha_end * beta_end, axis=2), 1.0, rtol=1e-12)
+    log_g[1, 9] = -np.inf
+    alpha_in, beta_end = _rows.chain([(F, log_g)])
+    assert np.all(np.isfinite(alpha_in)) and np.all(np.isfinite(beta_end))
+    np.testing.assert_array_equal(alpha_in[1, 10], alpha_in[1, 9])
+
+
 def test_rows_that_chain_nothing_skip_the_loop_over_rows():
     # Without chained rows the messages are chain's own result on its
     # stand-in maps (uniform forward, unit backward), without its loop.
