@@ -2,8 +2,10 @@
 
 On the package's real-data loaders (``load_stdlib_text``: 28-symbol
 characters of docstrings; ``load_sunspots``, ``load_nile``,
-``load_us_macro``: Gaussian series), for each number of states ``k``, prints
-one row per method:
+``load_us_macro``: Gaussian series) and on ``co2``, the weekly changes of
+the Mauna Loa CO2 series (statsmodels' public-domain data set, a
+benchmark-only dependency: 2283 changes, 1958-2001, 59 missing weeks), for
+each number of states ``k``, prints one row per method:
 
 * ``masked``: ``MaskedCategoricalHMM(k, n_features=28)`` /
   ``MaskedGaussianHMM(k)``, the tensor route (task "1->2*3"; Gaussian
@@ -26,7 +28,9 @@ hmmlearn restart) and converged (the refinement's flag; for hmmlearn,
 the tolerance met before ``n_iter`` ran out). Each data set starts with the
 i.i.d. (1-state) model's held-out figure. Splits: the text by modules
 (``GroupShuffleSplit(test_size=0.25, random_state=0)``); a series' first 80%
-trains, its last 20% tests (one sequence each). A row that raises prints the
+trains, its last 20% tests (one sequence each; co2's missing changes are
+NaN for the masked estimators, which marginalise them, and cut the series
+into separate sequences for hmmlearn, which cannot). A row that raises prints the
 exception in place of its figures; warnings raised by a fit are listed after
 the table. The last column is each model's log-likelihood per token on its own
 training data. The summary gives, per data set and k, masked+refine minus
@@ -35,8 +39,8 @@ masked+refine, and whether the issue's target holds (difference >= -0.002
 and ratio >= 5), and whether masked alone is at least the i.i.d. model on
 the training data and held out.
 
-Run: python benchmarks/bench_realdata.py [--datasets text sunspots nile us_macro]
-     [--k 2 3 4] [--restarts 5] [--n-iter 500] [--quick]
+Run: python benchmarks/bench_realdata.py [--datasets text sunspots nile us_macro
+     co2] [--k 2 3 4] [--restarts 5] [--n-iter 500] [--quick]
 ``--quick`` (under a minute on 2 cores): text k in {2, 4} on ~5e4
 training characters, series k=2, hmmlearn 2 restarts of at most 100
 iterations. Without ``--k``, text runs k=2..8 and the series k=2..4.
@@ -61,7 +65,7 @@ from sk_maskid import (
 )
 from sk_maskid.baselines import HMMLearnBaseline
 
-DATASETS = ("text", "sunspots", "nile", "us_macro")
+DATASETS = ("text", "sunspots", "nile", "us_macro", "co2")
 SERIES = {"sunspots": load_sunspots, "nile": load_nile, "us_macro": load_us_macro}
 N_SYMBOLS = 28
 QUICK_TEXT_TOKENS = 50_000
@@ -85,11 +89,39 @@ def _text_split(quick):
     return train, test
 
 
+def _co2_changes():
+    """Weekly changes of the Mauna Loa CO2 series (ppm), NaN where missing.
+
+    statsmodels' ``co2`` data set (public domain; a benchmark-only
+    dependency): 2284 weeks, 1958-2001, 59 of them missing. A change is
+    missing when either of its weeks is.
+    """
+    try:
+        from statsmodels.datasets import co2
+    except ImportError as exc:  # pragma: no cover - benchmark dependency
+        raise SystemExit("the co2 data set needs statsmodels") from exc
+    level = co2.load_pandas().data["co2"].to_numpy(dtype=float)
+    return np.diff(level)[:, None]
+
+
 def _series_split(name):
     """The first 80% of a series to train, the rest to test: one sequence each."""
-    data = np.asarray(SERIES[name]().data, dtype=float)
+    data = _co2_changes() if name == "co2" else np.asarray(SERIES[name]().data, float)
     cut = int(round(0.8 * len(data)))
     return [data[:cut]], [data[cut:]]
+
+
+def _observed_segments(sequences):
+    """Sequences cut at their missing (NaN) tokens: what hmmlearn can take."""
+    segments = []
+    for seq in sequences:
+        missing = np.isnan(seq).any(axis=1) if seq.ndim > 1 else np.zeros(0, bool)
+        if not missing.any():
+            segments.append(seq)
+            continue
+        bounds = np.flatnonzero(np.diff(np.r_[True, missing, True]))
+        segments += [seq[a:b] for a, b in zip(bounds[::2], bounds[1::2], strict=True)]
+    return segments
 
 
 def _iid_score(train, test, categorical):
@@ -99,6 +131,7 @@ def _iid_score(train, test, categorical):
         log_p = np.log(counts / counts.sum())
         return float(log_p[np.concatenate(test)].mean())
     X, Y = np.concatenate(train), np.concatenate(test)  # one diagonal Gaussian
+    X, Y = X[~np.isnan(X).any(axis=1)], Y[~np.isnan(Y).any(axis=1)]
     mean, var = X.mean(axis=0), X.var(axis=0)
     return float(
         np.mean(-0.5 * np.sum(np.log(2 * np.pi * var) + (Y - mean) ** 2 / var, axis=1))
@@ -144,6 +177,10 @@ def _hmmlearn_best(k, train, test, categorical, restarts, n_iter):
 
 def _run(method, k, train, test, categorical, args):
     """``(held-out ll/token, fit time s, E-steps, converged)`` of one method."""
+    if method in ("hmmlearn", "HMMLearnBaseline") and not categorical:
+        # hmmlearn cannot marginalise missing tokens: it gets the observed
+        # stretches as separate sequences (the masked estimators take NaN)
+        train, test = _observed_segments(train), _observed_segments(test)
     if method == "hmmlearn":
         start = time.perf_counter()
         score, train_ll, n_iter, converged = _hmmlearn_best(
@@ -173,6 +210,10 @@ def _run(method, k, train, test, categorical, args):
     elapsed = time.perf_counter() - start
     train_ll = est.score(train)
     return est.score(test), elapsed, int(est.n_iter_), bool(est.converged_), train_ll
+
+
+def _observed(sequences, categorical):
+    return sequences if categorical else _observed_segments(sequences)
 
 
 def _row(name, k, method, cells):
@@ -223,8 +264,8 @@ def main(argv=None):
             ks = [2, 4] if args.quick else list(range(2, 9))
         else:
             ks = [2] if args.quick else [2, 3, 4]
-        n_train = sum(len(s) for s in train)
-        n_test = sum(len(s) for s in test)
+        n_train = sum(len(s) for s in _observed(train, categorical))
+        n_test = sum(len(s) for s in _observed(test, categorical))
         iid = _iid_score(train, test, categorical)
         iid_train = _iid_score(train, train, categorical)
         results[name, 1, "iid"] = (iid, None, iid_train)

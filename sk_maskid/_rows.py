@@ -8,9 +8,15 @@ Here every sequence's tokens go into rows of about ``sqrt(n_tokens)``:
 * sequences longer than a row run end to end and are cut into rows that are
   *chained*: each row's forward map from the state before it to its last
   state (:func:`sk_maskid._hmm.transfer`, ``k x k``) carries the messages
-  across the cuts exactly (:func:`chain`), in a loop over rows, not tokens;
+  across the cuts exactly (:func:`chain`, by prefix and suffix products of
+  the maps: ``log2(rows)`` batched products, no loop over rows);
 * shorter sequences are packed whole into rows of their own, which need no
   chaining.
+
+Several models (the starts of a multi-start EM) go through the same rows
+together: every array carries a leading model axis, and the recursions run
+on the models' copies of the rows in one loop over positions, each model's
+parameters applied to its own group of rows.
 
 Everything is exact: the same ``alpha``, ``beta`` and scaling factors as
 one pass over each whole sequence, up to rounding. Written here because no

@@ -13,6 +13,10 @@ practical on real data:
   so an E-step loops over about ``sqrt(n_tokens)`` positions, never over a
   whole long sequence, and a padded corpus costs its tokens, not its
   padding.
+* **Starts in lockstep.** Several starts (successive halving, below) climb
+  side by side, and each E-step evaluates all of them in one pass over the
+  data: on short series that pass costs its per-position overhead, not its
+  arithmetic, so 16 starts cost little more than one.
 * **SQUAREM acceleration** (Varadhan & Roland, 2008) with a likelihood
   safeguard: an extrapolated point is kept only if it is at least as likely
   as the plain EM step it replaces, so the accepted log-likelihoods never
