@@ -307,6 +307,22 @@ def test_models_in_one_pass_get_their_own_expected_counts(
             np.testing.assert_allclose(got[key], alone[key], rtol=1e-12, err_msg=key)
 
 
+def test_starts_in_lockstep_do_not_depend_on_n_jobs(monkeypatch):
+    # Three starts, chunks of 200 tokens run by joblib on 2 workers: the
+    # counts are summed in chunk order, so the result equals the sequential
+    # one exactly.
+    monkeypatch.setattr(_rows, "_CHUNK_TOKENS", 200)
+    _, padded, _ = _long_and_short_sequences()
+    starts = [make_categorical_hmm(3, 5, random_state=s) for s in (2, 3, 4)]
+    runs = [
+        baum_welch(starts, padded, lengths=_LENGTHS, n_iter=40, n_probe=4, n_jobs=n)
+        for n in (1, 2)
+    ]
+    assert len(_rows.cut_rows(padded, np.array(_LENGTHS)).chunks) > 1
+    assert runs[0].n_iter == runs[1].n_iter
+    np.testing.assert_array_equal(runs[0].history, runs[1].history)
+
+
 def test_windows_of_one_length_are_rows_without_copies(monkeypatch):
     # Full windows of one length are rows of their own, views of the data;
     # EM on them equals hmmlearn's and EM on the windows cut into rows of 3
